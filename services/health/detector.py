@@ -1,0 +1,156 @@
+"""The failure detector: a pure state machine over heartbeats, probe answers and the clock.
+
+It owns each server's liveness view (R2, R3, R6, R7). It does no I/O: the shell
+passes ``now`` (the receiver's monotonic clock, never the sender's) and carries
+out the decisions it returns: probe a server, publish an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shared.messages import (
+    FailbackConfirmed,
+    FailureCause,
+    Heartbeat,
+    ServerFailed,
+    ServerRecovered,
+    ServerSilent,
+    StorageRepaired,
+)
+
+HealthEvent = ServerFailed | ServerRecovered | ServerSilent | StorageRepaired | FailbackConfirmed
+
+
+class Liveness(StrEnum):
+    """The detector's view of one server."""
+
+    UP = "up"
+    PROBING = "probing"
+    NETWORK_FAILED = "network_failed"
+    STORAGE_FAILED = "storage_failed"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Decision: probe this server directly and report with ``probe_answered``."""
+
+    server: str
+
+
+Decision = Probe | HealthEvent
+
+
+@dataclass
+class ServerView:
+    """What the detector knows of one server."""
+
+    liveness: Liveness = Liveness.UP
+    last_seen: float = 0.0
+    boot_id: str | None = None
+    sequence: int = -1
+    storage_ok: bool = True
+    probe_in_flight: bool = False
+    next_probe_at: float = 0.0
+    silent_reported: bool = False
+
+
+@dataclass
+class Detector:
+    """Declares network failure only on silence *and* a failed probe; storage at once."""
+
+    network_timeout: float
+    reprobe_interval: float = 1.0
+    servers: dict[str, ServerView] = field(default_factory=dict)
+
+    def watch(self, server: str, now: float, liveness: Liveness = Liveness.UP) -> None:
+        """Start watching a server; a fresh view waits a whole timeout before any probe."""
+        self.servers[server] = ServerView(liveness=liveness, last_seen=now)
+
+    def heartbeat(self, hb: Heartbeat, now: float) -> list[Decision]:
+        """Fold one heartbeat in. Stale or replayed heartbeats change nothing."""
+        view = self.servers.get(hb.server)
+        if view is None or not _is_newer(view, hb):
+            return []
+        view.boot_id, view.sequence, view.last_seen = hb.boot_id, hb.sequence, now
+        view.silent_reported = False
+        was_ok, view.storage_ok = view.storage_ok, hb.storage_ok
+        if not hb.storage_ok and view.liveness is not Liveness.STORAGE_FAILED:
+            view.liveness = Liveness.STORAGE_FAILED
+            detail = hb.storage_error or "storage reported failed"
+            return [ServerFailed(server=hb.server, cause=FailureCause.STORAGE, detail=detail)]
+        if view.liveness is Liveness.STORAGE_FAILED and hb.storage_ok and not was_ok:
+            return [StorageRepaired(server=hb.server)]
+        if view.liveness is Liveness.NETWORK_FAILED and not view.probe_in_flight:
+            # R6: heartbeats resumed; the probe must answer too before failback.
+            view.probe_in_flight = True
+            return [Probe(hb.server)]
+        if view.liveness is Liveness.PROBING and not view.probe_in_flight:
+            view.liveness = Liveness.UP
+        return []
+
+    def tick(self, now: float) -> list[Decision]:
+        """Ask for a probe of every server silent for the whole timeout."""
+        decisions: list[Decision] = []
+        for server, view in self.servers.items():
+            if view.liveness not in (Liveness.UP, Liveness.PROBING) or view.probe_in_flight:
+                continue
+            if now - view.last_seen >= self.network_timeout and now >= view.next_probe_at:
+                view.liveness, view.probe_in_flight = Liveness.PROBING, True
+                decisions.append(Probe(server))
+        return decisions
+
+    def probe_answered(self, server: str, reachable: bool, now: float) -> list[Decision]:
+        """Fold in the probe's outcome: R2 needs silence and a failed probe; R6 both back."""
+        view = self.servers.get(server)
+        if view is None:
+            return []
+        view.probe_in_flight = False
+        if view.liveness is Liveness.NETWORK_FAILED:
+            if reachable and now - view.last_seen < self.network_timeout:
+                view.liveness = Liveness.UP
+                return [ServerRecovered(server=server, cause=FailureCause.NETWORK)]
+            return []
+        if view.liveness is not Liveness.PROBING:
+            return []
+        silent_for = now - view.last_seen
+        if silent_for < self.network_timeout:
+            view.liveness = Liveness.UP
+            return []
+        if not reachable:
+            view.liveness = Liveness.NETWORK_FAILED
+            detail = f"no heartbeat for {silent_for:.1f} s and the probe failed"
+            return [ServerFailed(server=server, cause=FailureCause.NETWORK, detail=detail)]
+        view.next_probe_at = now + self.reprobe_interval
+        if view.silent_reported:
+            return []
+        view.silent_reported = True
+        return [ServerSilent(server=server, silent_for=round(silent_for, 3))]
+
+    def confirm_failback(self, server: str, now: float, by: str = "admin") -> list[HealthEvent]:
+        """R7: the administrator's confirmation; raises ValueError with the reason if refused."""
+        view = self.servers.get(server)
+        if view is None:
+            raise ValueError(f"unknown server {server!r}")
+        if view.liveness is not Liveness.STORAGE_FAILED:
+            raise ValueError(f"server {server!r} is not storage-failed (it is {view.liveness})")
+        if not view.storage_ok:
+            raise ValueError(f"server {server!r} still reports failed storage")
+        if now - view.last_seen >= self.network_timeout:
+            raise ValueError(f"server {server!r} is not heartbeating; its network looks down")
+        view.liveness = Liveness.UP
+        return [
+            FailbackConfirmed(server=server, by=by),
+            ServerRecovered(server=server, cause=FailureCause.STORAGE),
+        ]
+
+    def liveness(self, server: str) -> Liveness | None:
+        """The current view of one server, or None if it is not watched."""
+        view = self.servers.get(server)
+        return view.liveness if view else None
+
+
+def _is_newer(view: ServerView, hb: Heartbeat) -> bool:
+    """A heartbeat of a new boot, or a higher sequence of the same boot."""
+    return hb.boot_id != view.boot_id or hb.sequence > view.sequence

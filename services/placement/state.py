@@ -1,0 +1,367 @@
+"""Who hosts which camera, and how each event on the log changes that (R4, R5, R8, R10, R11).
+
+``Placement`` is a pure fold: ``apply(event)`` mutates the state and returns
+the events placement publishes about its decisions. It never reads the clock
+and never touches the bus, so a replay of the same inputs makes the same
+decisions, and the shell can persist it, kill it and resume it.
+
+A camera is *settled* on ``host``; while it moves it has a ``target`` and
+possibly hosts that must confirm a release first (``release_from``, R8).
+Every decision takes a fresh ``epoch`` (fencing token) from ``next_epoch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from services.placement.planner import PRIORITY_ORDER, Candidate, plan
+from shared.config import ClusterConfig, Priority
+from shared.messages import (
+    Action,
+    AnyEvent,
+    Assignment,
+    CameraMoved,
+    CameraMovePlanned,
+    CameraPending,
+    CapacityChanged,
+    ClaimsConfirmed,
+    Command,
+    CommandRefused,
+    FailbackCompleted,
+    FailbackStarted,
+    FailureCause,
+    MoveReason,
+    ReleasesConfirmed,
+    ServerFailed,
+    ServerRecovered,
+    StorageRepaired,
+)
+
+Notice = CameraMovePlanned | CameraMoved | CameraPending | FailbackStarted | FailbackCompleted
+
+
+class ServerState(StrEnum):
+    """A server as the operator sees it."""
+
+    ONLINE = "online"
+    NETWORK_FAILED = "network_failed"
+    STORAGE_FAILED = "storage_failed"
+    FAILING_BACK = "failing_back"
+
+
+class CameraState(StrEnum):
+    """A camera as the operator sees it."""
+
+    HOME = "home"
+    FAILED_OVER = "failed_over"
+    PENDING = "pending"
+    MOVING = "moving"
+
+
+ACCEPTS_CAMERAS = (ServerState.ONLINE, ServerState.FAILING_BACK)
+
+
+class ServerSlot(BaseModel):
+    """One recording server in the placement state."""
+
+    id: str
+    capacity: int
+    state: ServerState = ServerState.ONLINE
+    storage_ok: bool = True
+
+
+class CameraSlot(BaseModel):
+    """One camera: where it records, and where it is going."""
+
+    id: str
+    home: str
+    priority: Priority = Priority.MEDIUM
+    host: str | None = Field(None, description="Where it records now (confirmed by the agent).")
+    target: str | None = Field(None, description="Where it is moving, while a move is under way.")
+    release_from: list[str] = Field(default_factory=list, description="Must release first (R8).")
+    epoch: int = 0
+    moved_from: str | None = None
+    reason: MoveReason = MoveReason.START
+
+    @property
+    def state(self) -> CameraState:
+        """The operator's word for where this camera stands."""
+        if self.target is not None:
+            return CameraState.MOVING
+        if self.host is None:
+            return CameraState.PENDING
+        return CameraState.HOME if self.host == self.home else CameraState.FAILED_OVER
+
+    @property
+    def shown_host(self) -> str | None:
+        """The server whose channel this camera occupies."""
+        return self.target if self.target is not None else self.host
+
+
+class Placement(BaseModel):
+    """The whole placement state; persisted as one snapshot with the log cursor."""
+
+    servers: dict[str, ServerSlot] = Field(default_factory=dict)
+    cameras: dict[str, CameraSlot] = Field(default_factory=dict)
+    next_epoch: int = 1
+    cursor: int = Field(0, description="Stream sequence of the last event folded in.")
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> tuple[Placement, list[Notice]]:
+        """A fresh cluster: every camera is claimed at home."""
+        state = cls()
+        notices = state.adopt(config)
+        return state, notices
+
+    def adopt(self, config: ClusterConfig) -> list[Notice]:
+        """Add servers and cameras of the config that the state does not know yet."""
+        for s in config.servers:
+            self.servers.setdefault(s.id, ServerSlot(id=s.id, capacity=s.capacity))
+        new = [c for c in config.cameras if c.id not in self.cameras]
+        for c in new:
+            self.cameras[c.id] = CameraSlot(id=c.id, home=c.home, priority=c.priority)
+        return self._place([self.cameras[c.id] for c in new], MoveReason.START)
+
+    # ---- queries --------------------------------------------------------------------------
+
+    def load(self, server: str) -> int:
+        """Channels in use or reserved on a server."""
+        return sum(1 for c in self.cameras.values() if server in (c.host, c.target))
+
+    def free_capacity(self) -> dict[str, int]:
+        """Free channels of every server that may take cameras now."""
+        loads = dict.fromkeys(self.servers, 0)
+        for cam in self.cameras.values():
+            for server in {cam.host, cam.target} - {None}:
+                if server in loads:
+                    loads[server] += 1
+        return {
+            sid: max(0, s.capacity - loads[sid])
+            for sid, s in self.servers.items()
+            if s.state in ACCEPTS_CAMERAS
+        }
+
+    def outstanding_commands(self) -> list[Command]:
+        """The commands the agents still have to carry out, derived from the state."""
+        by_server: dict[tuple[str, Action], list[Assignment]] = {}
+        for cam in sorted(self.cameras.values(), key=lambda c: c.id):
+            if cam.target is None:
+                continue
+            assignment = Assignment(camera=cam.id, epoch=cam.epoch)
+            if cam.release_from:
+                for server in cam.release_from:
+                    by_server.setdefault((server, Action.RELEASE), []).append(assignment)
+            else:
+                by_server.setdefault((cam.target, Action.CLAIM), []).append(assignment)
+        return [
+            Command(server=server, action=action, cameras=tuple(cams))
+            for (server, action), cams in sorted(by_server.items())
+        ]
+
+    def desired_epochs(self, server: str) -> dict[str, int]:
+        """Cameras this server should be recording, settled or being claimed there."""
+        return {
+            c.id: c.epoch
+            for c in self.cameras.values()
+            if (c.host == server and c.target in (None, server))
+            or (c.target == server and not c.release_from)
+        }
+
+    # ---- the fold ---------------------------------------------------------------------------
+
+    def apply(self, event: AnyEvent) -> list[Notice]:
+        """Fold one event of the log in; return placement's own events about it."""
+        match event:
+            case ServerFailed():
+                return self._server_failed(event.server, event.cause)
+            case ServerRecovered():
+                return self._server_recovered(event.server, event.cause)
+            case ClaimsConfirmed():
+                return self._claims_confirmed(event.server, event.cameras)
+            case ReleasesConfirmed():
+                return self._releases_confirmed(event.server, event.cameras)
+            case CommandRefused():
+                return self._refused(event)
+            case CapacityChanged():
+                return self._capacity_changed(event.server, event.capacity)
+            case StorageRepaired():
+                if event.server in self.servers:
+                    self.servers[event.server].storage_ok = True
+                return []
+            case _:
+                return []
+
+    def _server_failed(self, server: str, cause: FailureCause) -> list[Notice]:
+        slot = self.servers.get(server)
+        if slot is None:
+            return []
+        was_failing_back = slot.state is ServerState.FAILING_BACK
+        slot.state = (
+            ServerState.STORAGE_FAILED if cause is FailureCause.STORAGE else ServerState.NETWORK_FAILED
+        )
+        slot.storage_ok = slot.storage_ok and cause is not FailureCause.STORAGE
+        displaced: list[CameraSlot] = []
+        reclaim: list[CameraSlot] = []
+        for cam in self.cameras.values():
+            if server in cam.release_from:
+                cam.release_from.remove(server)
+            if cam.host == server:
+                cam.host, cam.moved_from = None, server
+                if cam.target is None:
+                    displaced.append(cam)
+            if cam.target == server:
+                cam.target, cam.release_from = None, []
+                (displaced if cam.host is None else reclaim).append(cam)
+        notices: list[Notice] = []
+        for cam in reclaim:
+            # It never left its host; re-claim there under a new epoch, since a
+            # release under the cancelled epoch may already have reached it.
+            notices.append(self._assign(cam, cam.host, cam.reason))  # type: ignore[arg-type]
+        notices += self._place(displaced, MoveReason.FAILOVER)
+        if was_failing_back:
+            notices += self._place_pending()
+        return notices
+
+    def _server_recovered(self, server: str, cause: FailureCause) -> list[Notice]:
+        """R8: the home server is ready; every current host releases, then home claims."""
+        slot = self.servers.get(server)
+        if slot is None or slot.state in ACCEPTS_CAMERAS:
+            return []
+        slot.state, slot.storage_ok = ServerState.FAILING_BACK, True
+        notices: list[Notice] = []
+        room = slot.capacity - self.load(server)
+        for cam in self._going_home(server):
+            if room <= 0:
+                break
+            room -= 1
+            releasing = {cam.host, cam.target} - {None, server}
+            cam.release_from = sorted(h for h in releasing if self._alive(h))  # type: ignore[arg-type]
+            notices.append(self._assign(cam, server, MoveReason.FAILBACK))
+        moving = sum(1 for c in self.cameras.values() if c.target == server)
+        notices.insert(0, FailbackStarted(server=server, cameras=moving, cause=cause))
+        notices += self._maybe_failback_completed(server)
+        notices += self._place_pending()
+        return notices
+
+    def _claims_confirmed(self, server: str, done: Iterable[Assignment]) -> list[Notice]:
+        notices: list[Notice] = []
+        for a in done:
+            cam = self.cameras.get(a.camera)
+            if cam is None or cam.target != server or cam.epoch != a.epoch or cam.release_from:
+                continue
+            cam.host, cam.target = server, None
+            notices.append(
+                CameraMoved(
+                    camera=cam.id,
+                    home=cam.home,
+                    from_host=cam.moved_from,
+                    to=server,
+                    epoch=cam.epoch,
+                    reason=cam.reason,
+                )
+            )
+        for sid, slot in self.servers.items():
+            if slot.state is ServerState.FAILING_BACK:
+                notices += self._maybe_failback_completed(sid)
+        return notices
+
+    def _releases_confirmed(self, server: str, done: Iterable[Assignment]) -> list[Notice]:
+        freed = False
+        for a in done:
+            cam = self.cameras.get(a.camera)
+            if cam is None or cam.epoch != a.epoch or server not in cam.release_from:
+                continue
+            cam.release_from.remove(server)
+            if cam.host == server:
+                cam.host, freed = None, True
+        return self._place_pending() if freed else []
+
+    def _refused(self, event: CommandRefused) -> list[Notice]:
+        """An agent has seen a newer epoch: re-issue the same move above it."""
+        notices: list[Notice] = []
+        for r in event.refusals:
+            cam = self.cameras.get(r.camera)
+            if cam is None or cam.epoch != r.epoch or cam.target is None:
+                continue
+            self.next_epoch = max(self.next_epoch, r.seen_epoch + 1)
+            notices.append(self._assign(cam, cam.target, cam.reason))
+        return notices
+
+    def _capacity_changed(self, server: str, capacity: int) -> list[Notice]:
+        slot = self.servers.get(server)
+        if slot is None:
+            return []
+        slot.capacity = capacity
+        return self._place_pending()
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _alive(self, server: str) -> bool:
+        slot = self.servers.get(server)
+        return slot is not None and slot.state in ACCEPTS_CAMERAS
+
+    def _place_pending(self) -> list[Notice]:
+        """R5: capacity appeared somewhere; place what waits, announce nothing twice."""
+        pending = [c for c in self.cameras.values() if c.state is CameraState.PENDING]
+        return self._place(pending, MoveReason.CAPACITY_FREED, report_pending=False)
+
+    def _going_home(self, server: str) -> list[CameraSlot]:
+        """Cameras of this home server not at home and not heading there, in priority order."""
+        away = [
+            c
+            for c in self.cameras.values()
+            if c.home == server and server not in (c.host, c.target)
+        ]
+        return sorted(away, key=lambda c: (PRIORITY_ORDER[c.priority], c.id))
+
+    def _assign(self, cam: CameraSlot, server: str, reason: MoveReason) -> CameraMovePlanned:
+        cam.target, cam.reason = server, reason
+        cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
+        if cam.host is not None and cam.host != server:
+            cam.moved_from = cam.host
+        return CameraMovePlanned(
+            camera=cam.id,
+            home=cam.home,
+            from_host=cam.moved_from,
+            to=server,
+            epoch=cam.epoch,
+            reason=reason,
+        )
+
+    def _place(
+        self, cams: list[CameraSlot], reason: MoveReason, *, report_pending: bool = True
+    ) -> list[Notice]:
+        """Plan hosts for cameras that have none; ``report_pending`` for newly Pending ones."""
+        if not cams:
+            return []
+        chosen = plan(
+            (Candidate(c.id, c.home, c.priority) for c in cams), self.free_capacity()
+        )
+        notices: list[Notice] = []
+        for cam in cams:
+            server = chosen.get(cam.id)
+            if server is not None:
+                notices.append(self._assign(cam, server, reason))
+            elif report_pending:
+                notices.append(
+                    CameraPending(camera=cam.id, home=cam.home, reason=_why_pending(cam))
+                )
+        return notices
+
+    def _maybe_failback_completed(self, server: str) -> list[Notice]:
+        if any(c.target == server for c in self.cameras.values()):
+            return []
+        self.servers[server].state = ServerState.ONLINE
+        home = sum(1 for c in self.cameras.values() if c.home == server and c.host == server)
+        return [FailbackCompleted(server=server, cameras=home)]
+
+
+def _why_pending(cam: CameraSlot) -> str:
+    if cam.priority is Priority.NEVER:
+        return "priority 'never': waits for its home server"
+    return "no server has a free channel"

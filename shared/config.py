@@ -1,0 +1,167 @@
+"""The cluster config: TOML with ``[timing]``, ``[[server]]`` and ``[[camera]]``.
+
+A bad config is refused with a message naming the entry; nothing starts on a
+config that could put more cameras on a server than its channel capacity.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.errors import ConfigError
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Priority(StrEnum):
+    """Order in which cameras are placed when capacity is short; ``never`` never moves."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    NEVER = "never"
+
+
+class Timing(BaseModel):
+    """Every timing rule of the cluster, in seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    heartbeat_interval: float = Field(1.0, gt=0, le=60, description="R1: heartbeat period.")
+    network_timeout: float = Field(
+        10.0, gt=0, le=3600, description="R2: silence before the probe is tried."
+    )
+    probe_timeout: float = Field(
+        1.0, gt=0, le=30, description="R2: the whole probe (all tries) must answer within this."
+    )
+    probe_tries: int = Field(3, ge=1, le=10, description="R2: probe attempts within the timeout.")
+    storage_probe_interval: float = Field(
+        1.0, gt=0, le=60, description="R3: write+fsync+read probe of the recording directory."
+    )
+    segment_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Length of one simulated recording segment."
+    )
+    command_timeout: float = Field(
+        1.0, gt=0, le=60, description="How long placement waits for an agent to answer."
+    )
+
+
+class ServerConfig(BaseModel):
+    """One recording server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    capacity: int = Field(ge=0, le=100_000, description="Channel capacity: cameras it may host.")
+    recording_dir: str | None = Field(
+        None, description="Where its recorder writes segments; default under the data dir."
+    )
+
+
+class CameraConfig(BaseModel):
+    """One camera and its home server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    home: Identifier
+    priority: Priority = Priority.MEDIUM
+
+
+class ClusterConfig(BaseModel):
+    """The whole cluster: timing, servers, cameras."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    timing: Timing = Field(default_factory=Timing)
+    servers: tuple[ServerConfig, ...] = Field(default=(), alias="server")
+    cameras: tuple[CameraConfig, ...] = Field(default=(), alias="camera")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        _refuse_duplicates("server", [s.id for s in self.servers])
+        _refuse_duplicates("camera", [c.id for c in self.cameras])
+        capacity = {s.id: s.capacity for s in self.servers}
+        for cam in self.cameras:
+            if cam.home not in capacity:
+                raise ValueError(f"camera {cam.id!r}: home server {cam.home!r} is not a [[server]]")
+        homed = Counter(c.home for c in self.cameras)
+        for sid, count in sorted(homed.items()):
+            if count > capacity[sid]:
+                raise ValueError(
+                    f"server {sid!r}: {count} cameras are homed on it, capacity is {capacity[sid]}"
+                )
+        return self
+
+    def server(self, server_id: str) -> ServerConfig:
+        """The config entry of one server; KeyError if unknown."""
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        raise KeyError(server_id)
+
+
+def _refuse_duplicates(kind: str, ids: list[str]) -> None:
+    dups = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if dups:
+        raise ValueError(f"duplicate {kind} id {dups[0]!r}")
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line per problem, naming the entry by its id where it has one."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] in ("server", "camera") and isinstance(loc[1], int):
+            entries = raw.get(str(loc[0]), [])
+            entry = entries[loc[1]] if loc[1] < len(entries) else {}
+            name = entry.get("id", f"#{loc[1] + 1}") if isinstance(entry, dict) else loc[1]
+            field = ".".join(str(p) for p in loc[2:])
+            where = f"[[{loc[0]}]] {name!r}" + (f" key {field!r}" if field else "")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(lines)
+
+
+def parse_config(text: str, source: str = "config") -> ClusterConfig:
+    """Parse and validate TOML text; raise ConfigError naming the bad entry."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return ClusterConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, raw)}") from exc
+
+
+def load_config(path: Path | None) -> ClusterConfig:
+    """Load the config file, or the built-in demo when ``path`` is None."""
+    if path is None:
+        return demo_config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, str(path))
+
+
+def demo_config() -> ClusterConfig:
+    """The built-in demo: 4 servers of capacity 16, 48 cameras, 12 at home on each."""
+    servers = [ServerConfig(id=f"rs-{n}", capacity=16) for n in range(1, 5)]
+    priorities = [Priority.HIGH, Priority.MEDIUM, Priority.MEDIUM, Priority.LOW]
+    cameras = [
+        CameraConfig(id=f"cam-{n}-{k:02d}", home=f"rs-{n}", priority=priorities[k % 4])
+        for n in range(1, 5)
+        for k in range(1, 13)
+    ]
+    return ClusterConfig(servers=tuple(servers), cameras=tuple(cameras))

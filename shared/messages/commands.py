@@ -1,0 +1,49 @@
+"""Commands from placement to one agent, and the agent's answer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.messages.base import CameraId, Epoch, Message, ServerId
+
+
+class Action(StrEnum):
+    """What the agent is asked to do with the cameras in a command."""
+
+    CLAIM = "claim"
+    RELEASE = "release"
+
+
+class Assignment(Message):
+    """One camera with the epoch of the decision that moves it."""
+
+    camera: CameraId
+    epoch: Epoch
+
+
+class Command(Message):
+    """Claim (start recording) or release (stop recording) cameras, fenced by epoch."""
+
+    server: ServerId = Field(description="The agent that must act.")
+    action: Action
+    cameras: tuple[Assignment, ...] = Field(max_length=100_000)
+
+
+class Refusal(Message):
+    """A camera the agent would not act on, and why."""
+
+    camera: CameraId
+    epoch: Epoch = Field(description="Epoch of the refused command.")
+    seen_epoch: Epoch = Field(description="The newest epoch the agent has seen for it.")
+    reason: str
+
+
+class CommandResult(Message):
+    """The agent's answer: which assignments it applied, which it refused."""
+
+    server: ServerId
+    action: Action
+    done: tuple[Assignment, ...] = ()
+    refused: tuple[Refusal, ...] = ()

@@ -1,0 +1,200 @@
+"""The durable event log (R11): every failure, decision and camera move.
+
+Each event is one message on the ``BLAZE_EVENTS`` stream; its subject is built
+in ``shared.subjects`` and its ``type`` field tells the model. Integrators read
+them with a core subscription to ``blaze.evt.>`` or a JetStream consumer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter
+
+from shared.messages.base import CameraId, Epoch, Message, ServerId
+from shared.messages.commands import Assignment, Refusal
+
+
+def utc_now() -> datetime:
+    """Wall-clock time for event stamps (never for timing decisions)."""
+    return datetime.now(UTC)
+
+
+class FailureCause(StrEnum):
+    """Why a server was declared failed."""
+
+    NETWORK = "network"
+    STORAGE = "storage"
+
+
+class MoveReason(StrEnum):
+    """Why placement moves a camera."""
+
+    START = "start"
+    FAILOVER = "failover"
+    FAILBACK = "failback"
+    CAPACITY_FREED = "capacity_freed"
+
+
+class Event(Message):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    time: datetime = Field(default_factory=utc_now, description="When it was decided (UTC).")
+
+
+class ServerFailed(Event):
+    """A server is declared failed (R2 network, R3 storage); its cameras fail over."""
+
+    type: Literal["server_failed"] = "server_failed"
+    server: ServerId
+    cause: FailureCause
+    detail: str = Field("", max_length=1000, description="What the detector saw.")
+
+
+class ServerRecovered(Event):
+    """A failed server is back: network restored (R6) or storage confirmed (R7); failback starts."""
+
+    type: Literal["server_recovered"] = "server_recovered"
+    server: ServerId
+    cause: FailureCause = Field(description="The failure it recovered from.")
+
+
+class ServerSilent(Event):
+    """Heartbeats stopped but the probe answers: not a failure (R2), worth a look."""
+
+    type: Literal["server_silent"] = "server_silent"
+    server: ServerId
+    silent_for: float = Field(ge=0, description="Seconds since its last heartbeat.")
+
+
+class StorageRepaired(Event):
+    """A storage-failed server reports healthy storage again; it waits for a confirmation (R7)."""
+
+    type: Literal["storage_repaired"] = "storage_repaired"
+    server: ServerId
+
+
+class FailbackConfirmed(Event):
+    """The administrator confirmed a storage repair (R7)."""
+
+    type: Literal["failback_confirmed"] = "failback_confirmed"
+    server: ServerId
+    by: str = Field("admin", max_length=64)
+
+
+class CapacityChanged(Event):
+    """A server's channel capacity changed at run time."""
+
+    type: Literal["capacity_changed"] = "capacity_changed"
+    server: ServerId
+    capacity: int = Field(ge=0)
+    by: str = Field("admin", max_length=64)
+
+
+class CameraMovePlanned(Event):
+    """Placement chose a new host for a camera; the claim is under way."""
+
+    type: Literal["camera_move_planned"] = "camera_move_planned"
+    camera: CameraId
+    home: ServerId
+    from_host: ServerId | None = Field(None, alias="from", description="Host it leaves, if any.")
+    to: ServerId
+    epoch: Epoch
+    reason: MoveReason
+
+
+class CameraMoved(Event):
+    """A camera records on its new host: the agent confirmed the claim."""
+
+    type: Literal["camera_moved"] = "camera_moved"
+    camera: CameraId
+    home: ServerId
+    from_host: ServerId | None = Field(None, alias="from", description="Host it left, if any.")
+    to: ServerId
+    epoch: Epoch
+    reason: MoveReason
+
+
+class CameraPending(Event):
+    """No server has free channel capacity for this camera (R5)."""
+
+    type: Literal["camera_pending"] = "camera_pending"
+    camera: CameraId
+    home: ServerId
+    reason: str = Field(max_length=200)
+
+
+class FailbackStarted(Event):
+    """R8: the home server is ready; its cameras' hosts are told to release them."""
+
+    type: Literal["failback_started"] = "failback_started"
+    server: ServerId
+    cameras: int = Field(ge=0, description="Cameras that go home.")
+    cause: FailureCause
+
+
+class FailbackCompleted(Event):
+    """R8: every camera of the server records at home again."""
+
+    type: Literal["failback_completed"] = "failback_completed"
+    server: ServerId
+    cameras: int = Field(ge=0)
+
+
+class ClaimsConfirmed(Event):
+    """An agent started recording these cameras under these epochs."""
+
+    type: Literal["claims_confirmed"] = "claims_confirmed"
+    server: ServerId
+    cameras: tuple[Assignment, ...]
+
+
+class ReleasesConfirmed(Event):
+    """An agent stopped recording these cameras."""
+
+    type: Literal["releases_confirmed"] = "releases_confirmed"
+    server: ServerId
+    cameras: tuple[Assignment, ...]
+
+
+class CommandRefused(Event):
+    """An agent refused assignments because it has seen a newer epoch."""
+
+    type: Literal["command_refused"] = "command_refused"
+    server: ServerId
+    refusals: tuple[Refusal, ...]
+
+
+AnyEvent = Annotated[
+    ServerFailed
+    | ServerRecovered
+    | ServerSilent
+    | StorageRepaired
+    | FailbackConfirmed
+    | CapacityChanged
+    | CameraMovePlanned
+    | CameraMoved
+    | CameraPending
+    | FailbackStarted
+    | FailbackCompleted
+    | ClaimsConfirmed
+    | ReleasesConfirmed
+    | CommandRefused,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+def parse_event(data: bytes) -> AnyEvent:
+    """Validate one event from its JSON bytes; raises pydantic.ValidationError."""
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def encode(message: Message) -> bytes:
+    """JSON bytes of any message, with wire names (``from``, not ``from_host``)."""
+    return message.model_dump_json(by_alias=True).encode()

@@ -1,0 +1,28 @@
+"""What a recording server's agent says about itself: heartbeats and probe answers (R1, R2)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.messages.base import CameraId, Epoch, Message, ServerId
+
+
+class Heartbeat(Message):
+    """Published every heartbeat interval, and at once when storage health changes (R1, R3)."""
+
+    server: ServerId
+    boot_id: str = Field(min_length=1, max_length=64, description="New at every agent start.")
+    sequence: int = Field(ge=0, description="Counts up from 0 within one boot.")
+    capacity: int = Field(ge=0, description="Channel capacity the server reports.")
+    hosted: dict[CameraId, Epoch] = Field(
+        default_factory=dict, description="Cameras it records now, with their epochs."
+    )
+    storage_ok: bool = Field(description="False when the recording directory fails real I/O.")
+    storage_error: str | None = Field(None, description="The last storage error, if any.")
+
+
+class ProbeReply(Message):
+    """The agent's answer to the detector's probe: its connection is alive."""
+
+    server: ServerId
+    boot_id: str = Field(min_length=1, max_length=64, description="The agent's current boot id.")
