@@ -4,7 +4,11 @@
     ├── ConfigError                the cluster config is invalid (names the entry)
     ├── NatsServerError            no usable nats-server binary, or it would not start
     ├── ClusterUnreachableError    the command line cannot reach the cluster
-    └── RequestRefusedError        a service refused an administrator's request (with reason)
+    ├── RequestRefusedError        a service refused an administrator's request (with reason)
+    └── BusError                   a bus operation did not complete (retryable)
+        ├── NoRespondersError      nobody listens on the subject
+        ├── RequestTimeoutError    no answer in time
+        └── WriteConflictError     compare-and-set lost (not retryable: re-read first)
 """
 
 from __future__ import annotations
@@ -41,3 +45,36 @@ class RequestRefusedError(BlazeError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BusError(BlazeError):
+    """A bus operation did not complete."""
+
+    retryable = True
+
+
+class NoRespondersError(BusError):
+    """Nobody subscribes to the subject: for a probe, the connection is gone (R2)."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"no responders on {subject}")
+        self.subject = subject
+
+
+class RequestTimeoutError(BusError):
+    """A request got no answer in time."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        super().__init__(f"no answer on {subject} within {timeout} s")
+        self.subject = subject
+        self.timeout = timeout
+
+
+class WriteConflictError(BusError):
+    """A compare-and-set write lost: someone else wrote the key first."""
+
+    retryable = False
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: revision changed underneath us ({detail})")
+        self.key = key

@@ -163,14 +163,29 @@ class Placement(BaseModel):
             for (server, action), cams in sorted(by_server.items())
         ]
 
-    def desired_epochs(self, server: str) -> dict[str, int]:
-        """Cameras this server should be recording, settled or being claimed there."""
-        return {
-            c.id: c.epoch
-            for c in self.cameras.values()
-            if (c.host == server and c.target in (None, server))
-            or (c.target == server and not c.release_from)
-        }
+    def strays(self, server: str, hosted: dict[str, int]) -> list[Assignment]:
+        """Cameras a server records that it should not, with the epoch that releases them.
+
+        Only cameras decided since (a newer epoch) count: a camera the protocol is
+        releasing there already, or one it holds under the current epoch, is not a stray.
+        """
+        found = []
+        for camera, epoch in sorted(hosted.items()):
+            cam = self.cameras.get(camera)
+            if cam is None or cam.epoch <= epoch or server in cam.release_from:
+                continue
+            if cam.target == server or (cam.host == server and cam.target is None):
+                continue
+            found.append(Assignment(camera=camera, epoch=cam.epoch))
+        return found
+
+    def missing(self, server: str, hosted: dict[str, int]) -> list[Assignment]:
+        """Cameras settled on a server that it does not record (it restarted, or lost a claim)."""
+        return [
+            Assignment(camera=c.id, epoch=c.epoch)
+            for c in sorted(self.cameras.values(), key=lambda c: c.id)
+            if c.host == server and c.target is None and c.id not in hosted
+        ]
 
     # ---- the fold ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from shared.messages.events import (
     encode,
     parse_event,
 )
-from shared.messages.heartbeat import Heartbeat, ProbeReply
+from shared.messages.heartbeat import Heartbeat, ProbeReply, ProbeRequest
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -57,6 +57,7 @@ __all__ = [
     "Message",
     "MoveReason",
     "ProbeReply",
+    "ProbeRequest",
     "Refusal",
     "ReleasesConfirmed",
     "Reply",

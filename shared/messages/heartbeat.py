@@ -21,6 +21,12 @@ class Heartbeat(Message):
     storage_error: str | None = Field(None, description="The last storage error, if any.")
 
 
+class ProbeRequest(Message):
+    """The detector asks a silent server's agent directly whether its connection lives (R2)."""
+
+    server: ServerId
+
+
 class ProbeReply(Message):
     """The agent's answer to the detector's probe: its connection is alive."""
 

@@ -1,0 +1,146 @@
+"""``blaze``: the operator's command line.
+
+    blaze up [--config FILE] [--data DIR]      run the embedded cluster in the foreground
+    blaze status [--json]                      servers, cameras, services
+    blaze events [--json] [--follow]           the durable event log, oldest first
+    blaze failback SERVER                      confirm a storage repair (R7)
+    blaze capacity SERVER N                    change a server's channel capacity
+    blaze sim FAULT SERVER                     fault injection on the simulated cluster
+
+Exit codes: 0 done; 1 refused by the cluster (with the reason); 2 bad arguments,
+bad config or the cluster unreachable (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from services.cli import views
+from services.cli.supervisor import CLUSTER_FILE, Supervisor
+from shared import subjects
+from shared.bus import Bus
+from shared.config import load_config
+from shared.errors import BlazeError, BusError, ClusterUnreachableError, RequestRefusedError
+from shared.lifecycle import _run_until_signalled
+from shared.logs import setup_logging
+from shared.messages import CapacityRequest, FailbackRequest, Fault, FaultRequest, Message, Reply
+
+REQUEST_TIMEOUT_S = 5.0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one clear line on stderr, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"blaze: {message} (see blaze --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    common = OneLineParser(add_help=False)
+    common.add_argument("--data", type=Path, default=Path(".blaze"), help="data dir (default .blaze)")
+    common.add_argument("--nats", help="NATS URL (default: the one blaze up wrote in --data)")
+    parser = OneLineParser(prog="blaze", description="blaze-cluster: failover for recording servers")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    up = sub.add_parser("up", parents=[common], help="run the embedded cluster in the foreground")
+    up.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
+    status = sub.add_parser("status", parents=[common], help="servers, cameras and services")
+    status.add_argument("--json", action="store_true")
+    events = sub.add_parser("events", parents=[common], help="the durable event log")
+    events.add_argument("--json", action="store_true")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    failback = sub.add_parser("failback", parents=[common], help="confirm a storage repair (R7)")
+    failback.add_argument("server")
+    capacity = sub.add_parser("capacity", parents=[common], help="change channel capacity")
+    capacity.add_argument("server")
+    capacity.add_argument("capacity", type=_count)
+    sim = sub.add_parser("sim", parents=[common], help="fault injection on a simulated server")
+    sim.add_argument("fault", choices=[f.value for f in Fault])
+    sim.add_argument("server")
+    return parser
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"capacity must be 0 or more, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        return asyncio.run(_client_command(args))
+    except RequestRefusedError as exc:
+        print(f"blaze: refused: {exc.reason}", file=sys.stderr)
+        return 1
+    except BlazeError as exc:
+        print(f"blaze: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _up(args: argparse.Namespace) -> int:
+    setup_logging("blaze-up")
+    config = load_config(args.config)
+    asyncio.run(_run_until_signalled(Supervisor(config, args.config, args.data)))
+    return 0
+
+
+def _nats_url(args: argparse.Namespace) -> str:
+    if args.nats:
+        return str(args.nats)
+    path = args.data / CLUSTER_FILE
+    try:
+        return str(json.loads(path.read_text())["nats_url"])
+    except (OSError, ValueError, KeyError):
+        raise ClusterUnreachableError(
+            str(path), "no running cluster there (start one with blaze up, or pass --nats)"
+        ) from None
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    url = _nats_url(args)
+    bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False)
+    try:
+        match args.command:
+            case "status":
+                return await views.status(bus, args.data, as_json=args.json)
+            case "events":
+                return await views.events(bus, as_json=args.json, follow=args.follow)
+            case "failback":
+                return await _admin(bus, subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server))
+            case "capacity":
+                request = CapacityRequest(server=args.server, capacity=args.capacity)
+                return await _admin(bus, subjects.ADMIN_CAPACITY, request)
+            case "sim":
+                request = FaultRequest(server=args.server, fault=Fault(args.fault))
+                return await _admin(bus, subjects.SIM_FAULT, request)
+        return 2
+    finally:
+        await bus.close()
+
+
+async def _admin(bus: Bus, subject: str, request: Message) -> int:
+    try:
+        reply = await bus.request(subject, request, Reply, timeout=REQUEST_TIMEOUT_S)
+    except BusError as exc:
+        raise ClusterUnreachableError(subject, str(exc)) from exc
+    if not reply.ok:
+        raise RequestRefusedError(reply.reason)
+    print(reply.reason)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""``blaze up``: the embedded default. One nats-server, every service as its own process,
+one simulated recording server per ``[[server]]``, each behind a relay that can black-hole it.
+
+A process that dies is restarted (as a container runtime would) and the restart
+is logged; an agent stopped with ``blaze sim kill`` stays down until ``sim start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.sim import BlackHoleRelay, fail_storage, repair_storage
+from shared import subjects
+from shared.bus import Bus, NatsServer, embedded_server, free_port
+from shared.config import ClusterConfig, ServerConfig
+from shared.messages import Fault, FaultRequest, Message, Reply
+
+log = logging.getLogger("blaze.up")
+
+CLUSTER_FILE = "cluster.json"
+SERVICES_FILE = "services.json"
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class ManagedProcess:
+    """A child process kept alive by the supervisor."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    metrics_port: int
+    process: asyncio.subprocess.Process | None = None
+    held_down: bool = False
+    restarts: int = 0
+    wanted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pid(self) -> int | None:
+        """The running pid, or None."""
+        if self.process is None or self.process.returncode is not None:
+            return None
+        return self.process.pid
+
+
+class Supervisor:
+    """Runs the embedded cluster in the foreground until SIGINT/SIGTERM."""
+
+    def __init__(self, config: ClusterConfig, config_path: Path | None, data_dir: Path) -> None:
+        self.config = config
+        self.config_path = config_path.resolve() if config_path else None
+        self.data_dir = data_dir.resolve()
+        self.nats: NatsServer | None = None
+        self.relays: dict[str, BlackHoleRelay] = {}
+        self.processes: dict[str, ManagedProcess] = {}
+        self._stopping = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, keep it alive, stop it all in order."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.nats = embedded_server(self.data_dir)
+        self.nats.start()
+        bus: Bus | None = None
+        try:
+            bus = await Bus.connect(self.nats.url, "supervisor")
+            await bus.ensure_streams()
+            await bus.serve(subjects.SIM_FAULT, FaultRequest, self._on_fault, _refusal)
+            for server in self.config.servers:
+                relay = BlackHoleRelay("127.0.0.1", self.nats.config.port, server.id)
+                await relay.start()
+                self.relays[server.id] = relay
+            self._plan_processes()
+            self._write_cluster_file()
+            async with asyncio.TaskGroup() as tg:
+                for proc in self.processes.values():
+                    proc.wanted.set()
+                    tg.create_task(self._keep_alive(proc))
+                self._announce()
+                await stop.wait()
+                await self._stop_all()
+        finally:
+            self._stopping = True
+            for relay in self.relays.values():
+                await relay.close()
+            if bus is not None:
+                await bus.close()
+            self.nats.stop()
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / CLUSTER_FILE).unlink()
+
+    # ---- processes -----------------------------------------------------------------------------
+
+    def _plan_processes(self) -> None:
+        assert self.nats is not None
+        common = ["--data", str(self.data_dir)]
+        if self.config_path is not None:
+            common += ["--config", str(self.config_path)]
+        for name in ("health", "placement", "sync"):
+            self._add(name, [f"services.{name}", "--nats", self.nats.url, *common])
+        for server in self.config.servers:
+            argv = ["services.heartbeat", "--server", server.id, "--nats", self.relays[server.id].url]
+            self._add(f"agent-{server.id}", [*argv, *common])
+
+    def _add(self, name: str, module_argv: list[str]) -> None:
+        port = free_port()
+        argv = [sys.executable, "-m", *module_argv, "--metrics-port", str(port)]
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        self.processes[name] = ManagedProcess(name, argv, log_path, port)
+
+    async def _keep_alive(self, proc: ManagedProcess) -> None:
+        """Start the process whenever it is wanted; restart it when it dies."""
+        backoff = 0.5
+        while not self._stopping:
+            await proc.wanted.wait()
+            if self._stopping:
+                return
+            started = time.monotonic()
+            with proc.log_path.open("ab") as out:
+                proc.process = await asyncio.create_subprocess_exec(
+                    *proc.argv, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+                )
+            self._write_services_file()
+            code = await proc.process.wait()
+            self._write_services_file()
+            if self._stopping:
+                return
+            if proc.held_down:
+                log.info("%s stopped (pid %d, exit %d); held down", proc.name, proc.process.pid, code)
+                continue
+            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 5.0)
+            proc.restarts += 1
+            log.warning(
+                "%s (pid %d) exited with code %d; restart #%d in %.1f s",
+                proc.name, proc.process.pid, code, proc.restarts, backoff,
+            )
+            await asyncio.sleep(backoff)
+
+    async def _stop_all(self) -> None:
+        self._stopping = True
+        for proc in self.processes.values():
+            proc.wanted.set()
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.processes.values():
+            if proc.process is None:
+                continue
+            try:
+                await asyncio.wait_for(proc.process.wait(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.process.kill()
+                await proc.process.wait()
+        log.info("every process stopped")
+
+    # ---- fault injection -------------------------------------------------------------------------
+
+    async def _on_fault(self, request: FaultRequest) -> Message:
+        server = self._server(request.server)
+        if server is None:
+            return Reply(ok=False, reason=f"unknown server {request.server!r}")
+        relay = self.relays[server.id]
+        agent = self.processes[f"agent-{server.id}"]
+        match request.fault:
+            case Fault.NET_DOWN:
+                relay.cut()
+            case Fault.NET_UP:
+                relay.restore()
+            case Fault.STORAGE_FAIL:
+                fail_storage(self._recording_dir(server))
+            case Fault.STORAGE_REPAIR:
+                repair_storage(self._recording_dir(server))
+            case Fault.KILL:
+                agent.held_down = True
+                agent.wanted.clear()
+                if agent.pid is not None:
+                    os.kill(agent.pid, signal.SIGKILL)
+            case Fault.START:
+                if agent.pid is not None:
+                    return Reply(ok=False, reason=f"agent of {server.id} is already running")
+                agent.held_down = False
+                agent.wanted.set()
+        log.info("sim %s %s", request.fault, server.id)
+        return Reply(ok=True, reason=f"{request.fault} {server.id}")
+
+    def _server(self, server_id: str) -> ServerConfig | None:
+        try:
+            return self.config.server(server_id)
+        except KeyError:
+            return None
+
+    def _recording_dir(self, server: ServerConfig) -> Path:
+        if server.recording_dir:
+            return Path(server.recording_dir)
+        return self.data_dir / "servers" / server.id / "recordings"
+
+    # ---- files other commands read -------------------------------------------------------------
+
+    def _write_cluster_file(self) -> None:
+        assert self.nats is not None
+        _write_json(
+            self.data_dir / CLUSTER_FILE,
+            {
+                "nats_url": self.nats.url,
+                "monitor_url": self.nats.monitor_url,
+                "supervisor_pid": os.getpid(),
+                "config": str(self.config_path) if self.config_path else None,
+            },
+        )
+
+    def _write_services_file(self) -> None:
+        _write_json(
+            self.data_dir / SERVICES_FILE,
+            [
+                {"name": p.name, "pid": p.pid, "metrics": f"http://127.0.0.1:{p.metrics_port}/metrics",
+                 "restarts": p.restarts}
+                for p in self.processes.values()
+            ],
+        )
+
+    def _announce(self) -> None:
+        assert self.nats is not None
+        print(
+            f"blaze up: {len(self.config.servers)} servers, {len(self.config.cameras)} cameras\n"
+            f"  NATS        {self.nats.url} (monitoring {self.nats.monitor_url})\n"
+            f"  data        {self.data_dir} (logs in {self.data_dir / 'logs'})\n"
+            f"  try         blaze status --data {self.data_dir}\n"
+            "  stop        Ctrl-C",
+            flush=True,
+        )
+
+
+def _write_json(path: Path, value: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)
+
+
+def _refusal(reason: str) -> Message:
+    return Reply(ok=False, reason=reason)

@@ -1,0 +1,99 @@
+"""What ``blaze status`` and ``blaze events`` print: JSON for machines, tables for people."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from services.cli.supervisor import SERVICES_FILE
+from services.placement.state import Placement
+from shared.bus import Bus
+from shared.messages import AnyEvent
+
+
+def status_document(state: Placement, services: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``blaze status --json`` object."""
+    servers = [
+        {
+            "id": s.id,
+            "state": s.state.value,
+            "capacity": s.capacity,
+            "hosting": state.load(s.id),
+            "storage": "ok" if s.storage_ok else "failed",
+        }
+        for s in state.servers.values()
+    ]
+    cameras = [
+        {
+            "id": c.id,
+            "home": c.home,
+            "host": c.shown_host,
+            "state": c.state.value,
+            "priority": c.priority.value,
+            "epoch": c.epoch,
+        }
+        for c in state.cameras.values()
+    ]
+    return {"servers": servers, "cameras": cameras, "services": services}
+
+
+def _services(data_dir: Path) -> list[dict[str, Any]]:
+    try:
+        listed = json.loads((data_dir / SERVICES_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"name": s["name"], "pid": s["pid"]} for s in listed if isinstance(s, dict)]
+
+
+async def status(bus: Bus, data_dir: Path, *, as_json: bool) -> int:
+    """Print the cluster's status; exit code 2 when placement has not written any yet."""
+    snapshot = await bus.read_state()
+    if snapshot is None:
+        print("blaze: no placement state yet (is the placement service running?)")
+        return 2
+    doc = status_document(Placement.model_validate_json(snapshot[0]), _services(data_dir))
+    if as_json:
+        print(json.dumps(doc))
+    else:
+        print(_tables(doc))
+    return 0
+
+
+def _tables(doc: dict[str, Any]) -> str:
+    lines = [f"{'SERVER':<14}{'STATE':<16}{'HOSTING':>8}{'CAPACITY':>10}  STORAGE"]
+    for s in doc["servers"]:
+        lines.append(
+            f"{s['id']:<14}{s['state']:<16}{s['hosting']:>8}{s['capacity']:>10}  {s['storage']}"
+        )
+    lines += ["", f"{'CAMERA':<16}{'HOME':<14}{'HOST':<14}{'STATE':<13}PRIORITY"]
+    for c in doc["cameras"]:
+        host = c["host"] or "-"
+        lines.append(f"{c['id']:<16}{c['home']:<14}{host:<14}{c['state']:<13}{c['priority']}")
+    if doc["services"]:
+        lines += ["", "SERVICES  " + ", ".join(f"{s['name']}({s['pid']})" for s in doc["services"])]
+    return "\n".join(lines)
+
+
+def _line(seq: int, event: AnyEvent, *, as_json: bool) -> str:
+    doc = event.model_dump(mode="json", by_alias=True)
+    if as_json:
+        return json.dumps({"seq": seq, **doc})
+    rest = ", ".join(f"{k}={v}" for k, v in doc.items() if k not in ("type", "time", "schema_version"))
+    return f"{seq:>6}  {doc['time']}  {doc['type']:<22} {rest}"
+
+
+async def events(bus: Bus, *, as_json: bool, follow: bool) -> int:
+    """Print the event log, oldest first; with ``follow`` keep printing."""
+    last = 0
+    for seq, event in await bus.replay():
+        last = seq
+        if event is not None:
+            print(_line(seq, event, as_json=as_json), flush=True)
+    if follow:
+        async with contextlib.aclosing(bus.events(after=last)) as stream:
+            async for seq, event in stream:
+                if event is not None:
+                    print(_line(seq, event, as_json=as_json), flush=True)
+    return 0

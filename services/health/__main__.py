@@ -1,0 +1,24 @@
+"""``python -m services.health``: the failure detector service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.health.app import HealthService
+from shared.config import ClusterConfig
+from shared.lifecycle import service_arguments, service_main
+
+
+def build(args: argparse.Namespace, config: ClusterConfig) -> HealthService:
+    """The health service for this cluster."""
+    return HealthService(config, args.nats)
+
+
+def main() -> int:
+    """Run the health service."""
+    return service_main("health", service_arguments("blaze health (failure detection)"), build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

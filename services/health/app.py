@@ -1,0 +1,167 @@
+"""The health service: feeds heartbeats, probes and the clock to the detector and publishes
+what it decides on the durable log; answers the administrator's failback confirmation (R7)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+from services.health.detector import Decision, Detector, HealthEvent, Liveness, Probe
+from shared import subjects
+from shared.bus import Bus
+from shared.config import ClusterConfig
+from shared.errors import BusError, NoRespondersError, RequestTimeoutError
+from shared.messages import (
+    FailbackRequest,
+    Heartbeat,
+    Message,
+    ProbeReply,
+    ProbeRequest,
+    Reply,
+    ServerFailed,
+    ServerRecovered,
+)
+from shared.metrics import HEARTBEATS_RECEIVED, PROBES, REJECTED, SERVERS_FAILED
+
+log = logging.getLogger(__name__)
+
+
+class HealthService:
+    """Failure detection for the whole cluster."""
+
+    def __init__(self, config: ClusterConfig, nats_url: str) -> None:
+        self.config = config
+        self.nats_url = nats_url
+        t = config.timing
+        self.detector = Detector(network_timeout=t.network_timeout, reprobe_interval=1.0)
+        self._bus: Bus | None = None
+        self._published: Counter[str] = Counter()
+        self._publish_lock = asyncio.Lock()
+        self._probes: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Detect until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, "health")
+        try:
+            await bus.ensure_streams()
+            await bus.announce("blaze-health", "failure detection (R2, R3, R6, R7)")
+            await self._restore(bus)
+            await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat)
+            await bus.serve(
+                subjects.ADMIN_FAILBACK, FailbackRequest, self._on_failback, _refusal
+            )
+            log.info("health watching %d servers", len(self.detector.servers))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._tick_loop(stop))
+                await stop.wait()
+        finally:
+            for task in self._probes:
+                task.cancel()
+            await bus.close()
+
+    async def _restore(self, bus: Bus) -> None:
+        """Rebuild each server's failure state from the log; watch every server afresh.
+
+        A restarted detector has no heartbeat history, so every server gets a
+        whole network timeout before any probe (a fresh view, R2).
+        """
+        state = {s.id: Liveness.UP for s in self.config.servers}
+        for _seq, event in await bus.replay():
+            if isinstance(event, ServerFailed) and event.server in state:
+                state[event.server] = (
+                    Liveness.STORAGE_FAILED if event.cause == "storage" else Liveness.NETWORK_FAILED
+                )
+            elif isinstance(event, ServerRecovered) and event.server in state:
+                state[event.server] = Liveness.UP
+            if event is not None and event.type in _HEALTH_TYPES:
+                self._published[getattr(event, "server", "")] += 1
+        now = time.monotonic()
+        for server, liveness in state.items():
+            self.detector.watch(server, now, liveness)
+            if liveness is Liveness.STORAGE_FAILED:
+                self.detector.servers[server].storage_ok = False
+
+    async def _on_heartbeat(self, subject: str, hb: Heartbeat) -> None:
+        if subjects.server_of_heartbeat(subject) != hb.server:
+            REJECTED.labels(subject="blaze.hb", reason="spoofed").inc()
+            return
+        HEARTBEATS_RECEIVED.inc()
+        await self._carry_out(self.detector.heartbeat(hb, time.monotonic()))
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        period = min(0.1, self.config.timing.heartbeat_interval / 5)
+        while not stop.is_set():
+            await self._carry_out(self.detector.tick(time.monotonic()))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=period)
+            except TimeoutError:
+                pass
+
+    async def _carry_out(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Probe):
+                task = asyncio.create_task(self._probe(decision.server))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+            else:
+                await self._publish(decision)
+
+    async def _probe(self, server: str) -> None:
+        """R2: up to ``probe_tries`` requests within ``probe_timeout``; no responders ends it."""
+        assert self._bus is not None
+        t = self.config.timing
+        reachable = False
+        for _ in range(t.probe_tries):
+            try:
+                await self._bus.request(
+                    subjects.probe(server),
+                    ProbeRequest(server=server),
+                    ProbeReply,
+                    timeout=t.probe_timeout / t.probe_tries,
+                )
+            except NoRespondersError:
+                PROBES.labels(outcome="no_responders").inc()
+                break
+            except RequestTimeoutError:
+                PROBES.labels(outcome="timeout").inc()
+                continue
+            except BusError:
+                PROBES.labels(outcome="error").inc()
+                continue
+            PROBES.labels(outcome="answered").inc()
+            reachable = True
+            break
+        await self._carry_out(self.detector.probe_answered(server, reachable, time.monotonic()))
+
+    async def _publish(self, event: HealthEvent) -> None:
+        assert self._bus is not None
+        async with self._publish_lock:
+            n = self._published[event.server]
+            msg_id = f"health-{event.server}-{n}"
+            await self._bus.publish_event(subjects.server_event(event.server, event.type), event, msg_id)
+            self._published[event.server] = n + 1
+        if isinstance(event, ServerFailed):
+            SERVERS_FAILED.labels(cause=event.cause).inc()
+            log.warning("server %s failed (%s): %s", event.server, event.cause, event.detail)
+        else:
+            log.info("%s %s", event.type, event.server)
+
+    async def _on_failback(self, request: FailbackRequest) -> Message:
+        """R7: the administrator's confirmation, refused with the reason when premature."""
+        try:
+            events = self.detector.confirm_failback(request.server, time.monotonic(), request.by)
+        except ValueError as exc:
+            log.info("failback of %s refused: %s", request.server, exc)
+            return Reply(ok=False, reason=str(exc))
+        for event in events:
+            await self._publish(event)
+        return Reply(ok=True, reason=f"failback of {request.server} confirmed")
+
+
+_HEALTH_TYPES = {"server_failed", "server_recovered", "server_silent", "storage_repaired", "failback_confirmed"}
+
+
+def _refusal(reason: str) -> Message:
+    return Reply(ok=False, reason=reason)

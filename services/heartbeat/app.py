@@ -1,0 +1,212 @@
+"""The agent on one recording server: heartbeats (R1), storage probe (R3), probe answers (R2),
+and claim/release commands carried out through the recorder, fenced by epoch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.heartbeat.ledger import EpochLedger
+from services.heartbeat.recorder import Recorder, SimulatedRecorder
+from services.heartbeat.storage import StorageHealth
+from shared import subjects
+from shared.bus import Bus
+from shared.config import Timing
+from shared.errors import ClusterUnreachableError
+from shared.messages import (
+    Action,
+    Assignment,
+    Command,
+    CommandResult,
+    Heartbeat,
+    Message,
+    ProbeReply,
+    ProbeRequest,
+    Refusal,
+)
+from shared.metrics import HEARTBEATS_SENT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Who this agent is and where it keeps things."""
+
+    server_id: str
+    capacity: int
+    recording_dir: Path
+    state_dir: Path
+    nats_url: str
+    timing: Timing
+
+
+class Agent:
+    """One recording server's agent."""
+
+    def __init__(self, settings: AgentSettings, recorder: Recorder | None = None) -> None:
+        self.settings = settings
+        self.boot_id = uuid.uuid4().hex[:16]
+        self.sequence = 0
+        self.capacity = settings.capacity
+        self._beat_now = asyncio.Event()
+        self.storage = StorageHealth(settings.recording_dir, self._beat_now.set)
+        self.recorder: Recorder = recorder or SimulatedRecorder(
+            settings.recording_dir,
+            settings.timing.segment_seconds,
+            self.storage.failed,
+            settings.server_id,
+        )
+        self.heartbeats_paused = False  # tests: silence with a live connection (R2)
+        self._ledger: EpochLedger | None = None
+        self._bus: Bus | None = None
+        self._command_lock = asyncio.Lock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Heartbeat, probe storage and answer commands until ``stop``."""
+        s = self.settings
+        try:
+            s.recording_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.storage.failed(f"cannot create {s.recording_dir}: {exc.strerror or exc}")
+        self._ledger = await EpochLedger.open(s.state_dir / "agent.db")
+        self._bus = await _connect_until(s.nats_url, f"agent-{s.server_id}", stop)
+        if self._bus is None:
+            return
+        await self._bus.serve(
+            subjects.probe(s.server_id), ProbeRequest, self._answer_probe, self._probe_error
+        )
+        await self._bus.serve(
+            subjects.command(s.server_id), Command, self._on_command, self._command_error
+        )
+        await self._bus.announce("blaze-agent", "recording server agent", server=s.server_id)
+        log.info("agent %s up (boot %s)", s.server_id, self.boot_id)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._heartbeat_loop(stop))
+                tg.create_task(self._storage_loop(stop))
+                await stop.wait()
+        finally:
+            await self.recorder.close()
+            await self._bus.close()
+            await self._ledger.close()
+
+    # ---- heartbeats and storage ---------------------------------------------------------------
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.timing.heartbeat_interval
+        while not stop.is_set():
+            if not self.heartbeats_paused:
+                await self.publish_heartbeat()
+            self._beat_now.clear()
+            # Wake at the next tick, or at once when storage health changes (R3).
+            waiters = {asyncio.ensure_future(self._beat_now.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+
+    async def publish_heartbeat(self) -> None:
+        """Publish one heartbeat now (R1)."""
+        assert self._bus is not None
+        hb = Heartbeat(
+            server=self.settings.server_id,
+            boot_id=self.boot_id,
+            sequence=self.sequence,
+            capacity=self.capacity,
+            hosted=self.recorder.recording(),
+            storage_ok=self.storage.ok,
+            storage_error=self.storage.error,
+        )
+        self.sequence += 1
+        await self._bus.publish(subjects.heartbeat(self.settings.server_id), hb)
+        HEARTBEATS_SENT.inc()
+
+    async def _storage_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.timing.storage_probe_interval
+        while not stop.is_set():
+            await self.storage.probe_once(timeout=max(interval, 1.0))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    # ---- requests ---------------------------------------------------------------------------------
+
+    async def _answer_probe(self, _request: ProbeRequest) -> Message:
+        return ProbeReply(server=self.settings.server_id, boot_id=self.boot_id)
+
+    def _probe_error(self, _reason: str) -> Message:
+        return ProbeReply(server=self.settings.server_id, boot_id=self.boot_id)
+
+    def _command_error(self, reason: str) -> Message:
+        return CommandResult(
+            server=self.settings.server_id,
+            action=Action.CLAIM,
+            refused=(Refusal(camera="unknown", epoch=0, seen_epoch=0, reason=reason),),
+        )
+
+    async def _on_command(self, command: Command) -> Message:
+        """Carry out a claim or release; refuse anything older than an epoch already seen."""
+        assert self._ledger is not None
+        async with self._command_lock:
+            if command.server != self.settings.server_id:
+                return self._refuse_all(command, f"addressed to {command.server}")
+            fresh = [a for a in command.cameras if a.epoch >= self._ledger.seen(a.camera)]
+            refused = [
+                Refusal(
+                    camera=a.camera,
+                    epoch=a.epoch,
+                    seen_epoch=self._ledger.seen(a.camera),
+                    reason="a newer epoch was already seen",
+                )
+                for a in command.cameras
+                if a.epoch < self._ledger.seen(a.camera)
+            ]
+            await self._ledger.record({a.camera: a.epoch for a in fresh})
+            for a in fresh:
+                if command.action is Action.CLAIM:
+                    await self.recorder.start(a.camera, a.epoch)
+                else:
+                    await self.recorder.stop(a.camera)
+        if refused:
+            log.warning("refused %d stale %s assignments", len(refused), command.action)
+        return CommandResult(
+            server=self.settings.server_id,
+            action=command.action,
+            done=tuple(Assignment(camera=a.camera, epoch=a.epoch) for a in fresh),
+            refused=tuple(refused),
+        )
+
+    def _refuse_all(self, command: Command, reason: str) -> CommandResult:
+        assert self._ledger is not None
+        return CommandResult(
+            server=self.settings.server_id,
+            action=command.action,
+            refused=tuple(
+                Refusal(
+                    camera=a.camera,
+                    epoch=a.epoch,
+                    seen_epoch=self._ledger.seen(a.camera),
+                    reason=reason,
+                )
+                for a in command.cameras
+            ),
+        )
+
+
+async def _connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
+    """Keep trying to connect until it works or we are stopped."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await Bus.connect(url, name)
+        except ClusterUnreachableError as exc:
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                delay = min(delay * 2, 2.0)
+    return None

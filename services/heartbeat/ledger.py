@@ -1,0 +1,54 @@
+"""The agent's epoch ledger in SQLite: the newest epoch seen per camera, kept across restarts.
+
+An agent refuses any command older than what it has seen, even after a
+crash, so a stale decision can never take a camera back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+
+
+class EpochLedger:
+    """Newest epoch seen per camera."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._epochs: dict[str, int] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> EpochLedger:
+        """Open (or create) the ledger file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS camera_epoch (camera TEXT PRIMARY KEY, epoch INTEGER)"
+        )
+        ledger = cls(db)
+        async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
+            ledger._epochs = {camera: epoch async for camera, epoch in rows}
+        return ledger
+
+    def seen(self, camera: str) -> int:
+        """The newest epoch seen for a camera (0 if never)."""
+        return self._epochs.get(camera, 0)
+
+    async def record(self, epochs: dict[str, int]) -> None:
+        """Remember newer epochs, durably, in one transaction."""
+        newer = {c: e for c, e in epochs.items() if e > self.seen(c)}
+        if not newer:
+            return
+        await self._db.executemany(
+            "INSERT INTO camera_epoch (camera, epoch) VALUES (?, ?) "
+            "ON CONFLICT(camera) DO UPDATE SET epoch = excluded.epoch",
+            sorted(newer.items()),
+        )
+        await self._db.commit()
+        self._epochs.update(newer)
+
+    async def close(self) -> None:
+        """Close the database."""
+        await self._db.close()

@@ -1,0 +1,263 @@
+"""The placement service: folds the event log into the placement state, persists it with
+compare-and-set, publishes its decisions and drives agents' claim/release commands (R4-R11).
+
+Order of work for every event: fold (pure) -> publish decisions (de-duplicated by
+Msg-Id) -> commit the snapshot with the log cursor (compare-and-set) -> send
+commands. A SIGKILL between any two steps replays the same event from the
+committed cursor, makes the same decisions, and the log drops the repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+
+from services.placement.state import CameraState, Notice, Placement
+from shared import subjects
+from shared.bus import Bus
+from shared.config import ClusterConfig
+from shared.errors import BusError
+from shared.messages import (
+    Action,
+    Assignment,
+    CapacityChanged,
+    CapacityRequest,
+    ClaimsConfirmed,
+    Command,
+    CommandRefused,
+    CommandResult,
+    Heartbeat,
+    Message,
+    ReleasesConfirmed,
+    Reply,
+)
+from shared.metrics import CAMERAS_BY_STATE, COMMAND_SECONDS, COMMANDS, REJECTED
+
+log = logging.getLogger(__name__)
+
+CommandKey = tuple[str, Action, tuple[Assignment, ...]]
+MISSES_BEFORE_RECLAIM = 2
+
+
+class PlacementService:
+    """The single decider of who records which camera."""
+
+    def __init__(self, config: ClusterConfig, nats_url: str) -> None:
+        self.config = config
+        self.nats_url = nats_url
+        self.state = Placement()
+        self._revision: int | None = None
+        self._bus: Bus | None = None
+        self._wake_sender = asyncio.Event()
+        self._in_flight: set[CommandKey] = set()
+        self._next_try: dict[CommandKey, tuple[float, float]] = {}
+        self._misses: dict[tuple[str, str], int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, "placement")
+        try:
+            await bus.ensure_streams()
+            await bus.announce("blaze-placement", "who records which camera (R4-R8, R10)")
+            await self._load(bus)
+            await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat)
+            await bus.serve(subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal)
+            log.info(
+                "placement resumed at log position %d, epoch %d, %d cameras",
+                self.state.cursor,
+                self.state.next_epoch,
+                len(self.state.cameras),
+            )
+            async with asyncio.TaskGroup() as tg:
+                loops = [tg.create_task(self._fold_loop()), tg.create_task(self._sender_loop())]
+                self._wake_sender.set()
+                await stop.wait()
+                for loop in loops:
+                    loop.cancel()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await bus.close()
+
+    # ---- state: load, fold, commit --------------------------------------------------------------
+
+    async def _load(self, bus: Bus) -> None:
+        """Resume from the committed snapshot, or start a fresh cluster from the config."""
+        snapshot = await bus.read_state()
+        if snapshot is None:
+            self.state, notices = Placement.from_config(self.config)
+            await self._publish(notices, "start")
+        else:
+            raw, self._revision = snapshot
+            self.state = Placement.model_validate_json(raw)
+            notices = self.state.adopt(self.config)
+            await self._publish(notices, f"adopt-{self.state.cursor}")
+        await self._commit()
+
+    async def _fold_loop(self) -> None:
+        assert self._bus is not None
+        async with contextlib.aclosing(self._bus.events(after=self.state.cursor)) as log_events:
+            async for seq, event in log_events:
+                notices = self.state.apply(event) if event is not None else []
+                self.state.cursor = seq
+                await self._publish(notices, str(seq))
+                await self._commit()
+
+    async def _publish(self, notices: list[Notice], origin: str) -> None:
+        assert self._bus is not None
+        bus = self._bus
+        await asyncio.gather(
+            *(
+                bus.publish_event(_notice_subject(n), n, f"placement-{origin}-{i}")
+                for i, n in enumerate(notices)
+            )
+        )
+        for n in notices:
+            if n.type in ("camera_pending", "failback_started", "failback_completed"):
+                log.info("%s", n.model_dump_json(exclude={"schema_version", "time"}))
+
+    async def _commit(self) -> None:
+        """Compare-and-set the snapshot; losing the race is fatal (someone else decides)."""
+        assert self._bus is not None
+        self._revision = await self._bus.write_state(
+            self.state.model_dump_json().encode(), self._revision
+        )
+        counts = {s: 0 for s in CameraState}
+        for cam in self.state.cameras.values():
+            counts[cam.state] += 1
+        for s, n in counts.items():
+            CAMERAS_BY_STATE.labels(state=s.value).set(n)
+        self._wake_sender.set()
+
+    # ---- commands to agents ------------------------------------------------------------------------
+
+    async def _sender_loop(self) -> None:
+        """Send every outstanding command; retry with back-off until the state moves on."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_sender.wait(), timeout=0.25)
+            self._wake_sender.clear()
+            now = time.monotonic()
+            wanted = {(c.server, c.action, c.cameras): c for c in self.state.outstanding_commands()}
+            self._next_try = {k: v for k, v in self._next_try.items() if k in wanted}
+            for key, command in wanted.items():
+                if key in self._in_flight or self._next_try.get(key, (0.0, 0.0))[0] > now:
+                    continue
+                self._spawn(self._send(key, command, publish=True))
+
+    def _spawn(self, coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, key: CommandKey, command: Command, *, publish: bool) -> None:
+        assert self._bus is not None
+        self._in_flight.add(key)
+        t0 = time.monotonic()
+        try:
+            result = await self._bus.request(
+                subjects.command(command.server),
+                command,
+                CommandResult,
+                timeout=self.config.timing.command_timeout,
+            )
+        except BusError as exc:
+            COMMANDS.labels(action=command.action, outcome="unanswered").inc()
+            delay = min(2.0, self._next_try.get(key, (0.0, 0.125))[1] * 2)
+            self._next_try[key] = (time.monotonic() + delay, delay)
+            log.debug("%s to %s unanswered (%s); retry in %.2f s", command.action, command.server, exc, delay)
+            return
+        finally:
+            self._in_flight.discard(key)
+        COMMAND_SECONDS.observe(time.monotonic() - t0)
+        COMMANDS.labels(action=command.action, outcome="answered").inc()
+        if publish:
+            await self._publish_outcome(result)
+
+    async def _publish_outcome(self, result: CommandResult) -> None:
+        """The agent's answer goes on the log; the fold picks it up in order."""
+        assert self._bus is not None
+        server = result.server
+        if result.done:
+            done_type = ClaimsConfirmed if result.action is Action.CLAIM else ReleasesConfirmed
+            event = done_type(server=server, cameras=result.done)
+            await self._bus.publish_event(
+                subjects.command_outcome_event(server, event.type),
+                event,
+                f"ack-{server}-{result.action}-{_digest(result.done)}",
+            )
+        if result.refused:
+            refused = CommandRefused(server=server, refusals=result.refused)
+            await self._bus.publish_event(
+                subjects.command_outcome_event(server, refused.type),
+                refused,
+                f"refused-{server}-{_digest(result.refused)}",
+            )
+
+    # ---- reconciliation from heartbeats ---------------------------------------------------------------
+
+    async def _on_heartbeat(self, subject: str, hb: Heartbeat) -> None:
+        """Level-triggered repair: release strays, re-claim what a restarted agent forgot."""
+        if subjects.server_of_heartbeat(subject) != hb.server:
+            REJECTED.labels(subject="blaze.hb", reason="spoofed").inc()
+            return
+        slot = self.state.servers.get(hb.server)
+        if slot is None:
+            return
+        strays = self.state.strays(hb.server, hb.hosted)
+        if strays:
+            log.info("releasing %d stray cameras on %s", len(strays), hb.server)
+            self._send_once(Command(server=hb.server, action=Action.RELEASE, cameras=tuple(strays)))
+        missing = self.state.missing(hb.server, hb.hosted)
+        again = []
+        for a in missing:
+            k = (hb.server, a.camera)
+            self._misses[k] = self._misses.get(k, 0) + 1
+            if self._misses[k] >= MISSES_BEFORE_RECLAIM:
+                again.append(a)
+                self._misses.pop(k)
+        if again:
+            log.info("re-claiming %d cameras %s does not record", len(again), hb.server)
+            self._send_once(Command(server=hb.server, action=Action.CLAIM, cameras=tuple(again)))
+
+    def _send_once(self, command: Command) -> None:
+        key = (command.server, command.action, command.cameras)
+        if key not in self._in_flight:
+            self._spawn(self._send(key, command, publish=False))
+
+    # ---- the administrator ----------------------------------------------------------------------------
+
+    async def _on_capacity(self, request: CapacityRequest) -> Message:
+        """A license change: the new capacity goes on the log, the fold re-places Pending (R5)."""
+        assert self._bus is not None
+        slot = self.state.servers.get(request.server)
+        if slot is None:
+            return Reply(ok=False, reason=f"unknown server {request.server!r}")
+        event = CapacityChanged(server=request.server, capacity=request.capacity, by=request.by)
+        await self._bus.publish_event(
+            subjects.admin_event(event.type), event, f"capacity-{uuid.uuid4().hex}"
+        )
+        return Reply(
+            ok=True,
+            reason=f"capacity of {request.server} set to {request.capacity} (was {slot.capacity})",
+        )
+
+
+def _notice_subject(notice: Notice) -> str:
+    if notice.type in ("failback_started", "failback_completed"):
+        return subjects.failback_event(notice.server, notice.type)  # type: ignore[union-attr]
+    return subjects.camera_event(notice.camera, notice.type)  # type: ignore[union-attr]
+
+
+def _digest(items: tuple[Message, ...]) -> str:
+    text = "|".join(item.model_dump_json() for item in items)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _refusal(reason: str) -> Message:
+    return Reply(ok=False, reason=reason)

@@ -1,0 +1,24 @@
+"""``python -m services.sync``: the sync service (a shell until R9 lands)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.sync.app import SyncService
+from shared.config import ClusterConfig
+from shared.lifecycle import service_arguments, service_main
+
+
+def build(args: argparse.Namespace, config: ClusterConfig) -> SyncService:
+    """The sync service for this cluster."""
+    return SyncService(config, args.nats)
+
+
+def main() -> int:
+    """Run the sync service."""
+    return service_main("sync", service_arguments("blaze sync (footage back home)"), build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The bus: a NATS connection with JetStream, typed publish/subscribe/request, events and KV.
+
+Only ``shared.bus`` imports ``nats``. Every inbound message is size-checked and
+validated with its pydantic model; a bad one is counted, logged once per
+interval and dropped, never raised into a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.micro
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from pydantic import BaseModel, ValidationError
+
+from shared import subjects
+from shared.errors import (
+    ClusterUnreachableError,
+    NoRespondersError,
+    RequestTimeoutError,
+    WriteConflictError,
+)
+from shared.logs import OncePerInterval
+from shared.messages import MAX_MESSAGE_BYTES, AnyEvent, Message, encode, parse_event
+from shared.metrics import EVENTS_PUBLISHED, REJECTED
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Message)
+
+EVENT_DUPLICATE_WINDOW_S = 600.0
+"""Re-publishing a decision within this window after a crash is de-duplicated (R11)."""
+
+
+class Bus:
+    """One service's connection to the cluster."""
+
+    def __init__(self, nc: Any, name: str) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5.0)
+        self.name = name
+        self._rejections = OncePerInterval(log)
+        self._kv: Any = None
+        self._service: Any = None
+
+    # ---- connection -----------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        name: str,
+        *,
+        reconnect: bool = True,
+        connect_timeout: float = 2.0,
+        ping_interval: float = 1.0,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> Bus:
+        """Connect; with ``reconnect`` it keeps trying forever after the first success."""
+
+        async def error_cb(exc: Exception) -> None:
+            log.debug("nats: %s", exc)
+
+        async def disconnected_cb() -> None:
+            log.info("disconnected from %s", url)
+
+        async def reconnected_cb() -> None:
+            log.info("reconnected to %s", url)
+            if on_reconnect is not None:
+                await on_reconnect()
+
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+                allow_reconnect=reconnect,
+                connect_timeout=connect_timeout,
+                reconnect_time_wait=0.25,
+                max_reconnect_attempts=-1 if reconnect else 0,
+                ping_interval=ping_interval,
+                max_outstanding_pings=2,
+            )
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
+        return cls(nc, name)
+
+    async def announce(self, name: str, description: str, **metadata: str) -> None:
+        """Register as a NATS micro service, so ``nats micro ls`` lists it (R13)."""
+        from shared import __version__
+
+        self._service = await nats.micro.add_service(
+            self.nc,
+            name=name,
+            version=__version__,
+            description=description,
+            metadata=metadata or None,
+        )
+
+    async def close(self) -> None:
+        """Drain and close; safe to call twice."""
+        if self.nc.is_closed:
+            return
+        if self._service is not None:
+            with contextlib.suppress(Exception):
+                await self._service.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.drain(), timeout=2.0)
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+
+    # ---- JetStream set-up ---------------------------------------------------------------------
+
+    async def ensure_streams(self) -> None:
+        """Create the event stream and the placement bucket if missing (idempotent)."""
+        config = api.StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.EVENTS_ALL],
+            storage=api.StorageType.FILE,
+            duplicate_window=EVENT_DUPLICATE_WINDOW_S,
+            max_msg_size=MAX_MESSAGE_BYTES,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self.js.update_stream(config)
+        await self.js.create_key_value(
+            api.KeyValueConfig(
+                bucket=subjects.PLACEMENT_BUCKET, history=1, direct=True, max_value_size=8 << 20
+            )
+        )
+
+    # ---- core NATS ----------------------------------------------------------------------------
+
+    async def publish(self, subject: str, message: Message) -> None:
+        """Fire and forget on a core subject."""
+        await self.nc.publish(subject, encode(message))
+
+    async def request(
+        self, subject: str, message: Message, reply: type[R], timeout: float
+    ) -> R:
+        """Request/reply with a typed answer; NoRespondersError or RequestTimeoutError."""
+        try:
+            msg = await self.nc.request(subject, encode(message), timeout=timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise NoRespondersError(subject) from exc
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise RequestTimeoutError(subject, timeout) from exc
+        return reply.model_validate_json(msg.data)
+
+    async def subscribe(
+        self,
+        subject: str,
+        model: type[M],
+        handler: Callable[[str, M], Awaitable[None]],
+        queue: str = "",
+    ) -> Any:
+        """Deliver validated messages to ``handler(subject, message)``; reject the rest."""
+
+        async def on_message(msg: Msg) -> None:
+            parsed = self._validate(msg.subject, msg.data, model)
+            if parsed is not None:
+                await handler(msg.subject, parsed)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+
+    async def serve(
+        self,
+        subject: str,
+        model: type[M],
+        handler: Callable[[M], Awaitable[Message]],
+        error_reply: Callable[[str], Message],
+        queue: str = "",
+    ) -> Any:
+        """Answer requests; a malformed request gets ``error_reply(reason)`` back."""
+
+        async def on_request(msg: Msg) -> None:
+            parsed = self._validate(msg.subject, msg.data, model)
+            if parsed is None:
+                answer = error_reply("malformed request: see blaze's event catalog")
+            else:
+                answer = await handler(parsed)
+            if msg.reply:
+                await msg.respond(encode(answer))
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_request)
+
+    def _validate(self, subject: str, data: bytes, model: type[M]) -> M | None:
+        if len(data) > MAX_MESSAGE_BYTES:
+            self._reject(subject, "oversized", f"{len(data)} bytes")
+            return None
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            self._reject(subject, "invalid", str(exc.errors()[0]["msg"]))
+            return None
+
+    def _reject(self, subject: str, reason: str, detail: str) -> None:
+        REJECTED.labels(subject=subject.rsplit(".", 1)[0], reason=reason).inc()
+        self._rejections.warning(
+            f"{subject}:{reason}", "rejected a message on %s: %s (%s)", subject, reason, detail
+        )
+
+    # ---- the durable event log (R11) --------------------------------------------------------
+
+    async def publish_event(self, subject: str, event: Message, msg_id: str) -> int:
+        """Append an event; a repeat of ``msg_id`` is de-duplicated. Returns the stream seq."""
+        delay = 0.05
+        while True:
+            try:
+                ack = await self.js.publish(
+                    subject, encode(event), headers={"Nats-Msg-Id": msg_id}
+                )
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
+                # No stream leader, or a lost ack: the Msg-Id makes the retry safe.
+                log.warning("event publish on %s failed (%s); retrying", subject, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if not ack.duplicate:
+                EVENTS_PUBLISHED.labels(type=getattr(event, "type", "unknown")).inc()
+            seq: int = ack.seq
+            return seq
+
+    async def last_event_seq(self) -> int:
+        """Sequence of the newest event in the log (0 when empty)."""
+        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        last: int = info.state.last_seq
+        return last
+
+    async def events(self, after: int = 0) -> AsyncIterator[tuple[int, AnyEvent | None]]:
+        """Every event after stream sequence ``after``, in order, forever.
+
+        Yields ``(seq, event)``; ``event`` is None for a message that does not
+        validate (counted and logged), so the caller can still advance past it.
+        """
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+        if after == 0:
+            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        sub = await self.js.subscribe(
+            subjects.EVENTS_ALL,
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            config=config,
+            idle_heartbeat=1.0,
+        )
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=None)
+                seq: int = msg.metadata.sequence.stream
+                yield seq, self._parse_event(msg.subject, msg.data)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def replay(self) -> list[tuple[int, AnyEvent | None]]:
+        """Every event in the log now, oldest first."""
+        last = await self.last_event_seq()
+        if last == 0:
+            return []
+        found: list[tuple[int, AnyEvent | None]] = []
+        async with contextlib.aclosing(self.events()) as stream:
+            async for seq, event in stream:
+                found.append((seq, event))
+                if seq >= last:
+                    break
+        return found
+
+    def _parse_event(self, subject: str, data: bytes) -> AnyEvent | None:
+        try:
+            return parse_event(data)
+        except ValidationError as exc:
+            self._reject(subject, "invalid", str(exc.errors()[0]["msg"]))
+            return None
+
+    # ---- placement state (KV, compare-and-set) ------------------------------------------------
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            self._kv = await self.js.key_value(subjects.PLACEMENT_BUCKET)
+        return self._kv
+
+    async def read_state(self) -> tuple[bytes, int] | None:
+        """The placement snapshot and its revision, or None if never written."""
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(subjects.PLACEMENT_STATE_KEY)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return bytes(entry.value), int(entry.revision)
+
+    async def write_state(self, value: bytes, revision: int | None) -> int:
+        """Write the snapshot if nobody else did since ``revision`` (None: must not exist)."""
+        kv = await self._bucket()
+        key = subjects.PLACEMENT_STATE_KEY
+        try:
+            if revision is None:
+                return int(await kv.create(key, value))
+            return int(await kv.update(key, value, last=revision))
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise WriteConflictError(key, str(exc)) from exc

@@ -1,0 +1,38 @@
+"""Prometheus metrics every service exposes, and the HTTP endpoint that serves them (R13)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REJECTED = Counter(
+    "blaze_rejected_messages_total",
+    "Messages refused on input: malformed, oversized, wrong type or spoofed.",
+    ["subject", "reason"],
+)
+EVENTS_PUBLISHED = Counter(
+    "blaze_events_published_total", "Events written to the durable log.", ["type"]
+)
+HEARTBEATS_SENT = Counter("blaze_heartbeats_sent_total", "Heartbeats published by an agent.")
+HEARTBEATS_RECEIVED = Counter("blaze_heartbeats_received_total", "Heartbeats seen by health.")
+PROBES = Counter("blaze_probes_total", "Direct probes of silent servers.", ["outcome"])
+SERVERS_FAILED = Counter(
+    "blaze_servers_failed_total", "Servers declared failed.", ["cause"]
+)
+CAMERAS_BY_STATE = Gauge("blaze_cameras", "Cameras by placement state.", ["state"])
+COMMANDS = Counter("blaze_commands_total", "Commands sent to agents.", ["action", "outcome"])
+COMMAND_SECONDS = Histogram(
+    "blaze_command_seconds",
+    "Round trip of a command to an agent.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SEGMENTS_WRITTEN = Counter("blaze_segments_written_total", "Segments written by a recorder.")
+SEGMENT_WRITE_FAILURES = Counter(
+    "blaze_segment_write_failures_total", "Segment writes that failed (storage fault, R3)."
+)
+STORAGE_OK = Gauge("blaze_storage_ok", "1 when the recording directory passes the probe.")
+
+
+def serve_metrics(port: int | None) -> None:
+    """Serve /metrics on 127.0.0.1:port; no-op when port is None."""
+    if port is not None:
+        start_http_server(port, addr="127.0.0.1")
