@@ -1,14 +1,14 @@
 """Errors shared by every service and the command line.
 
-    BlazeError                     base; ``retryable`` says whether trying again can help
-    ├── ConfigError                the cluster config is invalid (names the entry)
-    ├── NatsServerError            no usable nats-server binary, or it would not start
-    ├── ClusterUnreachableError    the command line cannot reach the cluster
-    ├── RequestRefusedError        a service refused an administrator's request (with reason)
-    └── BusError                   a bus operation did not complete (retryable)
-        ├── NoRespondersError      nobody listens on the subject
-        ├── RequestTimeoutError    no answer in time
-        └── WriteConflictError     compare-and-set lost (not retryable: re-read first)
+BlazeError                     base; ``retryable`` says whether trying again can help
+├── ConfigError                the cluster config is invalid (names the entry)
+├── NatsServerError            no usable nats-server binary, or it would not start
+├── ClusterUnreachableError    the command line cannot reach the cluster
+├── RequestRefusedError        a service refused an administrator's request (with reason)
+└── BusError                   a bus operation did not complete (retryable)
+    ├── NoRespondersError      nobody listens on the subject
+    ├── RequestTimeoutError    no answer in time
+    └── WriteConflictError     compare-and-set lost (not retryable: re-read first)
 """
 
 from __future__ import annotations

@@ -15,9 +15,7 @@ EVENTS_PUBLISHED = Counter(
 HEARTBEATS_SENT = Counter("blaze_heartbeats_sent_total", "Heartbeats published by an agent.")
 HEARTBEATS_RECEIVED = Counter("blaze_heartbeats_received_total", "Heartbeats seen by health.")
 PROBES = Counter("blaze_probes_total", "Direct probes of silent servers.", ["outcome"])
-SERVERS_FAILED = Counter(
-    "blaze_servers_failed_total", "Servers declared failed.", ["cause"]
-)
+SERVERS_FAILED = Counter("blaze_servers_failed_total", "Servers declared failed.", ["cause"])
 CAMERAS_BY_STATE = Gauge("blaze_cameras", "Cameras by placement state.", ["state"])
 COMMANDS = Counter("blaze_commands_total", "Commands sent to agents.", ["action", "outcome"])
 COMMAND_SECONDS = Histogram(

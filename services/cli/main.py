@@ -44,9 +44,13 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = OneLineParser(add_help=False)
-    common.add_argument("--data", type=Path, default=Path(".blaze"), help="data dir (default .blaze)")
+    common.add_argument(
+        "--data", type=Path, default=Path(".blaze"), help="data dir (default .blaze)"
+    )
     common.add_argument("--nats", help="NATS URL (default: the one blaze up wrote in --data)")
-    parser = OneLineParser(prog="blaze", description="blaze-cluster: failover for recording servers")
+    parser = OneLineParser(
+        prog="blaze", description="blaze-cluster: failover for recording servers"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     up = sub.add_parser("up", parents=[common], help="run the embedded cluster in the foreground")
     up.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
@@ -119,13 +123,15 @@ async def _client_command(args: argparse.Namespace) -> int:
             case "events":
                 return await views.events(bus, as_json=args.json, follow=args.follow)
             case "failback":
-                return await _admin(bus, subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server))
+                return await _admin(
+                    bus, subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server)
+                )
             case "capacity":
-                request = CapacityRequest(server=args.server, capacity=args.capacity)
-                return await _admin(bus, subjects.ADMIN_CAPACITY, request)
+                change = CapacityRequest(server=args.server, capacity=args.capacity)
+                return await _admin(bus, subjects.ADMIN_CAPACITY, change)
             case "sim":
-                request = FaultRequest(server=args.server, fault=Fault(args.fault))
-                return await _admin(bus, subjects.SIM_FAULT, request)
+                fault = FaultRequest(server=args.server, fault=Fault(args.fault))
+                return await _admin(bus, subjects.SIM_FAULT, fault)
         return 2
     finally:
         await bus.close()

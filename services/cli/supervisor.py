@@ -98,7 +98,7 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / CLUSTER_FILE).unlink()
 
-    # ---- processes -----------------------------------------------------------------------------
+    # ---- processes ----
 
     def _plan_processes(self) -> None:
         assert self.nats is not None
@@ -108,7 +108,13 @@ class Supervisor:
         for name in ("health", "placement", "sync"):
             self._add(name, [f"services.{name}", "--nats", self.nats.url, *common])
         for server in self.config.servers:
-            argv = ["services.heartbeat", "--server", server.id, "--nats", self.relays[server.id].url]
+            argv = [
+                "services.heartbeat",
+                "--server",
+                server.id,
+                "--nats",
+                self.relays[server.id].url,
+            ]
             self._add(f"agent-{server.id}", [*argv, *common])
 
     def _add(self, name: str, module_argv: list[str]) -> None:
@@ -135,13 +141,19 @@ class Supervisor:
             if self._stopping:
                 return
             if proc.held_down:
-                log.info("%s stopped (pid %d, exit %d); held down", proc.name, proc.process.pid, code)
+                log.info(
+                    "%s stopped (pid %d, exit %d); held down", proc.name, proc.process.pid, code
+                )
                 continue
             backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 5.0)
             proc.restarts += 1
             log.warning(
                 "%s (pid %d) exited with code %d; restart #%d in %.1f s",
-                proc.name, proc.process.pid, code, proc.restarts, backoff,
+                proc.name,
+                proc.process.pid,
+                code,
+                proc.restarts,
+                backoff,
             )
             await asyncio.sleep(backoff)
 
@@ -164,7 +176,7 @@ class Supervisor:
                 await proc.process.wait()
         log.info("every process stopped")
 
-    # ---- fault injection -------------------------------------------------------------------------
+    # ---- fault injection ----
 
     async def _on_fault(self, request: FaultRequest) -> Message:
         server = self._server(request.server)
@@ -205,7 +217,7 @@ class Supervisor:
             return Path(server.recording_dir)
         return self.data_dir / "servers" / server.id / "recordings"
 
-    # ---- files other commands read -------------------------------------------------------------
+    # ---- files other commands read ----
 
     def _write_cluster_file(self) -> None:
         assert self.nats is not None
@@ -223,8 +235,12 @@ class Supervisor:
         _write_json(
             self.data_dir / SERVICES_FILE,
             [
-                {"name": p.name, "pid": p.pid, "metrics": f"http://127.0.0.1:{p.metrics_port}/metrics",
-                 "restarts": p.restarts}
+                {
+                    "name": p.name,
+                    "pid": p.pid,
+                    "metrics": f"http://127.0.0.1:{p.metrics_port}/metrics",
+                    "restarts": p.restarts,
+                }
                 for p in self.processes.values()
             ],
         )

@@ -80,7 +80,9 @@ def _line(seq: int, event: AnyEvent, *, as_json: bool) -> str:
     doc = event.model_dump(mode="json", by_alias=True)
     if as_json:
         return json.dumps({"seq": seq, **doc})
-    rest = ", ".join(f"{k}={v}" for k, v in doc.items() if k not in ("type", "time", "schema_version"))
+    rest = ", ".join(
+        f"{k}={v}" for k, v in doc.items() if k not in ("type", "time", "schema_version")
+    )
     return f"{seq:>6}  {doc['time']}  {doc['type']:<22} {rest}"
 
 

@@ -4,6 +4,7 @@ what it decides on the durable log; answers the administrator's failback confirm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -49,9 +50,7 @@ class HealthService:
             await bus.announce("blaze-health", "failure detection (R2, R3, R6, R7)")
             await self._restore(bus)
             await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat)
-            await bus.serve(
-                subjects.ADMIN_FAILBACK, FailbackRequest, self._on_failback, _refusal
-            )
+            await bus.serve(subjects.ADMIN_FAILBACK, FailbackRequest, self._on_failback, _refusal)
             log.info("health watching %d servers", len(self.detector.servers))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._tick_loop(stop))
@@ -94,10 +93,8 @@ class HealthService:
         period = min(0.1, self.config.timing.heartbeat_interval / 5)
         while not stop.is_set():
             await self._carry_out(self.detector.tick(time.monotonic()))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)
-            except TimeoutError:
-                pass
 
     async def _carry_out(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -140,7 +137,9 @@ class HealthService:
         async with self._publish_lock:
             n = self._published[event.server]
             msg_id = f"health-{event.server}-{n}"
-            await self._bus.publish_event(subjects.server_event(event.server, event.type), event, msg_id)
+            await self._bus.publish_event(
+                subjects.server_event(event.server, event.type), event, msg_id
+            )
             self._published[event.server] = n + 1
         if isinstance(event, ServerFailed):
             SERVERS_FAILED.labels(cause=event.cause).inc()
@@ -160,7 +159,13 @@ class HealthService:
         return Reply(ok=True, reason=f"failback of {request.server} confirmed")
 
 
-_HEALTH_TYPES = {"server_failed", "server_recovered", "server_silent", "storage_repaired", "failback_confirmed"}
+_HEALTH_TYPES = {
+    "server_failed",
+    "server_recovered",
+    "server_silent",
+    "storage_repaired",
+    "failback_confirmed",
+}
 
 
 def _refusal(reason: str) -> Message:

@@ -101,7 +101,7 @@ class Detector:
                 decisions.append(Probe(server))
         return decisions
 
-    def probe_answered(self, server: str, reachable: bool, now: float) -> list[Decision]:
+    def probe_answered(self, server: str, reachable: bool, now: float) -> list[Decision]:  # noqa: PLR0911
         """Fold in the probe's outcome: R2 needs silence and a failed probe; R6 both back."""
         view = self.servers.get(server)
         if view is None:

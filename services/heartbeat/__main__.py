@@ -20,7 +20,9 @@ def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:
         raise ConfigError(f"server {args.server!r} is not in the config") from None
     data: Path = args.data
     recording_dir = (
-        Path(server.recording_dir) if server.recording_dir else data / "servers" / server.id / "recordings"
+        Path(server.recording_dir)
+        if server.recording_dir
+        else data / "servers" / server.id / "recordings"
     )
     return Agent(
         AgentSettings(

@@ -4,6 +4,7 @@ and claim/release commands carried out through the recorder, fenced by epoch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ class Agent:
             await self._bus.close()
             await self._ledger.close()
 
-    # ---- heartbeats and storage ---------------------------------------------------------------
+    # ---- heartbeats and storage ----
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.timing.heartbeat_interval
@@ -103,8 +104,13 @@ class Agent:
                 await self.publish_heartbeat()
             self._beat_now.clear()
             # Wake at the next tick, or at once when storage health changes (R3).
-            waiters = {asyncio.ensure_future(self._beat_now.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            waiters = {
+                asyncio.ensure_future(self._beat_now.wait()),
+                asyncio.ensure_future(stop.wait()),
+            }
+            _, pending = await asyncio.wait(
+                waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+            )
             for w in pending:
                 w.cancel()
 
@@ -127,13 +133,11 @@ class Agent:
     async def _storage_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.timing.storage_probe_interval
         while not stop.is_set():
-            await self.storage.probe_once(timeout=max(interval, 1.0))
-            try:
+            await self.storage.probe_once(limit=max(interval, 1.0))
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
 
-    # ---- requests ---------------------------------------------------------------------------------
+    # ---- requests ----
 
     async def _answer_probe(self, _request: ProbeRequest) -> Message:
         return ProbeReply(server=self.settings.server_id, boot_id=self.boot_id)

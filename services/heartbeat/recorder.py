@@ -92,6 +92,9 @@ class SimulatedRecorder:
         directory = self.recording_dir / camera
         directory.mkdir(exist_ok=True)
         name = f"{now:%Y%m%dT%H%M%S.%f}Z_e{epoch}.seg"
-        header = f"blaze segment camera={camera} epoch={epoch} server={self._server_id} at={now.isoformat()}\n"
+        header = (
+            f"blaze segment camera={camera} epoch={epoch} "
+            f"server={self._server_id} at={now.isoformat()}\n"
+        )
         body = header.encode().ljust(SEGMENT_BYTES, b".")
         (directory / name).write_bytes(body)

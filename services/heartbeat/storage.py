@@ -57,13 +57,13 @@ class StorageHealth:
             STORAGE_OK.set(1)
             self._on_change()
 
-    async def probe_once(self, timeout: float) -> None:
-        """Run one probe in a thread; a hung disk counts as failed after ``timeout``."""
+    async def probe_once(self, limit: float) -> None:
+        """Run one probe in a thread; a hung disk counts as failed after ``limit`` seconds."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await asyncio.to_thread(probe_directory, self.directory)
         except TimeoutError:
-            self.failed(f"storage probe of {self.directory} hung for {timeout} s")
+            self.failed(f"storage probe of {self.directory} hung for {limit} s")
         except OSError as exc:
             self.failed(f"storage probe of {self.directory} failed: {exc.strerror or exc}")
         else:

@@ -15,6 +15,8 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from services.placement.state import CameraState, Notice, Placement
 from shared import subjects
@@ -30,6 +32,8 @@ from shared.messages import (
     Command,
     CommandRefused,
     CommandResult,
+    FailbackCompleted,
+    FailbackStarted,
     Heartbeat,
     Message,
     ReleasesConfirmed,
@@ -84,7 +88,7 @@ class PlacementService:
                 task.cancel()
             await bus.close()
 
-    # ---- state: load, fold, commit --------------------------------------------------------------
+    # ---- state: load, fold, commit ----
 
     async def _load(self, bus: Bus) -> None:
         """Resume from the committed snapshot, or start a fresh cluster from the config."""
@@ -127,14 +131,14 @@ class PlacementService:
         self._revision = await self._bus.write_state(
             self.state.model_dump_json().encode(), self._revision
         )
-        counts = {s: 0 for s in CameraState}
+        counts = dict.fromkeys(CameraState, 0)
         for cam in self.state.cameras.values():
             counts[cam.state] += 1
         for s, n in counts.items():
             CAMERAS_BY_STATE.labels(state=s.value).set(n)
         self._wake_sender.set()
 
-    # ---- commands to agents ------------------------------------------------------------------------
+    # ---- commands to agents ----
 
     async def _sender_loop(self) -> None:
         """Send every outstanding command; retry with back-off until the state moves on."""
@@ -150,8 +154,8 @@ class PlacementService:
                     continue
                 self._spawn(self._send(key, command, publish=True))
 
-    def _spawn(self, coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -170,7 +174,13 @@ class PlacementService:
             COMMANDS.labels(action=command.action, outcome="unanswered").inc()
             delay = min(2.0, self._next_try.get(key, (0.0, 0.125))[1] * 2)
             self._next_try[key] = (time.monotonic() + delay, delay)
-            log.debug("%s to %s unanswered (%s); retry in %.2f s", command.action, command.server, exc, delay)
+            log.debug(
+                "%s to %s unanswered (%s); retry in %.2f s",
+                command.action,
+                command.server,
+                exc,
+                delay,
+            )
             return
         finally:
             self._in_flight.discard(key)
@@ -199,7 +209,7 @@ class PlacementService:
                 f"refused-{server}-{_digest(result.refused)}",
             )
 
-    # ---- reconciliation from heartbeats ---------------------------------------------------------------
+    # ---- reconciliation from heartbeats ----
 
     async def _on_heartbeat(self, subject: str, hb: Heartbeat) -> None:
         """Level-triggered repair: release strays, re-claim what a restarted agent forgot."""
@@ -230,7 +240,7 @@ class PlacementService:
         if key not in self._in_flight:
             self._spawn(self._send(key, command, publish=False))
 
-    # ---- the administrator ----------------------------------------------------------------------------
+    # ---- the administrator ----
 
     async def _on_capacity(self, request: CapacityRequest) -> Message:
         """A license change: the new capacity goes on the log, the fold re-places Pending (R5)."""
@@ -249,9 +259,9 @@ class PlacementService:
 
 
 def _notice_subject(notice: Notice) -> str:
-    if notice.type in ("failback_started", "failback_completed"):
-        return subjects.failback_event(notice.server, notice.type)  # type: ignore[union-attr]
-    return subjects.camera_event(notice.camera, notice.type)  # type: ignore[union-attr]
+    if isinstance(notice, FailbackStarted | FailbackCompleted):
+        return subjects.failback_event(notice.server, notice.type)
+    return subjects.camera_event(notice.camera, notice.type)
 
 
 def _digest(items: tuple[Message, ...]) -> str:

@@ -109,7 +109,7 @@ class Placement(BaseModel):
     next_epoch: int = 1
     cursor: int = Field(0, description="Stream sequence of the last event folded in.")
 
-    # ---- construction -------------------------------------------------------------------
+    # ---- construction ----
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> tuple[Placement, list[Notice]]:
@@ -127,7 +127,7 @@ class Placement(BaseModel):
             self.cameras[c.id] = CameraSlot(id=c.id, home=c.home, priority=c.priority)
         return self._place([self.cameras[c.id] for c in new], MoveReason.START)
 
-    # ---- queries --------------------------------------------------------------------------
+    # ---- queries ----
 
     def load(self, server: str) -> int:
         """Channels in use or reserved on a server."""
@@ -187,9 +187,9 @@ class Placement(BaseModel):
             if c.host == server and c.target is None and c.id not in hosted
         ]
 
-    # ---- the fold ---------------------------------------------------------------------------
+    # ---- the fold ----
 
-    def apply(self, event: AnyEvent) -> list[Notice]:
+    def apply(self, event: AnyEvent) -> list[Notice]:  # noqa: PLR0911 (one arm per event type)
         """Fold one event of the log in; return placement's own events about it."""
         match event:
             case ServerFailed():
@@ -217,7 +217,9 @@ class Placement(BaseModel):
             return []
         was_failing_back = slot.state is ServerState.FAILING_BACK
         slot.state = (
-            ServerState.STORAGE_FAILED if cause is FailureCause.STORAGE else ServerState.NETWORK_FAILED
+            ServerState.STORAGE_FAILED
+            if cause is FailureCause.STORAGE
+            else ServerState.NETWORK_FAILED
         )
         slot.storage_ok = slot.storage_ok and cause is not FailureCause.STORAGE
         displaced: list[CameraSlot] = []
@@ -255,7 +257,7 @@ class Placement(BaseModel):
                 break
             room -= 1
             releasing = {cam.host, cam.target} - {None, server}
-            cam.release_from = sorted(h for h in releasing if self._alive(h))  # type: ignore[arg-type]
+            cam.release_from = sorted(h for h in releasing if h is not None and self._alive(h))
             notices.append(self._assign(cam, server, MoveReason.FAILBACK))
         moving = sum(1 for c in self.cameras.values() if c.target == server)
         notices.insert(0, FailbackStarted(server=server, cameras=moving, cause=cause))
@@ -314,7 +316,7 @@ class Placement(BaseModel):
         slot.capacity = capacity
         return self._place_pending()
 
-    # ---- helpers ----------------------------------------------------------------------------
+    # ---- helpers ----
 
     def _alive(self, server: str) -> bool:
         slot = self.servers.get(server)
@@ -354,9 +356,7 @@ class Placement(BaseModel):
         """Plan hosts for cameras that have none; ``report_pending`` for newly Pending ones."""
         if not cams:
             return []
-        chosen = plan(
-            (Candidate(c.id, c.home, c.priority) for c in cams), self.free_capacity()
-        )
+        chosen = plan((Candidate(c.id, c.home, c.priority) for c in cams), self.free_capacity())
         notices: list[Notice] = []
         for cam in cams:
             server = chosen.get(cam.id)

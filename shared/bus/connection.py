@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats
 import nats.errors
-import nats.micro
 import nats.js.errors
+import nats.micro
 from nats.aio.msg import Msg
 from nats.js import api
 from pydantic import BaseModel, ValidationError
 
-from shared import subjects
+from shared import __version__, subjects
 from shared.errors import (
     ClusterUnreachableError,
     NoRespondersError,
@@ -52,7 +52,7 @@ class Bus:
         self._kv: Any = None
         self._service: Any = None
 
-    # ---- connection -----------------------------------------------------------------------
+    # ---- connection ----
 
     @classmethod
     async def connect(
@@ -98,8 +98,6 @@ class Bus:
 
     async def announce(self, name: str, description: str, **metadata: str) -> None:
         """Register as a NATS micro service, so ``nats micro ls`` lists it (R13)."""
-        from shared import __version__
-
         self._service = await nats.micro.add_service(
             self.nc,
             name=name,
@@ -147,9 +145,7 @@ class Bus:
         """Fire and forget on a core subject."""
         await self.nc.publish(subject, encode(message))
 
-    async def request(
-        self, subject: str, message: Message, reply: type[R], timeout: float
-    ) -> R:
+    async def request(self, subject: str, message: Message, reply: type[R], timeout: float) -> R:
         """Request/reply with a typed answer; NoRespondersError or RequestTimeoutError."""
         try:
             msg = await self.nc.request(subject, encode(message), timeout=timeout)
@@ -219,9 +215,7 @@ class Bus:
         delay = 0.05
         while True:
             try:
-                ack = await self.js.publish(
-                    subject, encode(event), headers={"Nats-Msg-Id": msg_id}
-                )
+                ack = await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": msg_id})
             except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as exc:
                 # No stream leader, or a lost ack: the Msg-Id makes the retry safe.
                 log.warning("event publish on %s failed (%s); retrying", subject, exc)
@@ -239,7 +233,7 @@ class Bus:
         last: int = info.state.last_seq
         return last
 
-    async def events(self, after: int = 0) -> AsyncIterator[tuple[int, AnyEvent | None]]:
+    async def events(self, after: int = 0) -> AsyncGenerator[tuple[int, AnyEvent | None]]:
         """Every event after stream sequence ``after``, in order, forever.
 
         Yields ``(seq, event)``; ``event`` is None for a message that does not

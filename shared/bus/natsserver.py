@@ -90,14 +90,14 @@ class NatsServerConfig:
         """nats-server config text: loopback only, JetStream, fast dead-peer detection."""
         return "\n".join(
             [
-                "listen: 127.0.0.1:%d" % self.port,
-                "http: 127.0.0.1:%d" % self.monitor_port,
+                f"listen: 127.0.0.1:{self.port}",
+                f"http: 127.0.0.1:{self.monitor_port}",
                 # A black-holed client must be dropped well inside the 10 s window (R2).
-                'ping_interval: "%ds"' % max(1, round(self.ping_interval_s)),
-                "ping_max: %d" % self.ping_max,
+                f'ping_interval: "{max(1, round(self.ping_interval_s))}s"',
+                f"ping_max: {self.ping_max}",
                 "max_payload: 8MB",
                 "jetstream {",
-                '  store_dir: "%s"' % self.store_dir,
+                f'  store_dir: "{self.store_dir}"',
                 "}",
                 "",
             ]

@@ -2,8 +2,8 @@
 
 from shared.messages.admin import (
     CapacityRequest,
-    Fault,
     FailbackRequest,
+    Fault,
     FaultRequest,
     Reply,
 )
