@@ -57,7 +57,7 @@ def service_main(
         config = load_config(args.config)
         service = build(args, config)
         serve_metrics(args.metrics_port)
-        asyncio.run(_run_until_signalled(service))
+        asyncio.run(run_until_signalled(service))
     except BlazeError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
@@ -66,7 +66,7 @@ def service_main(
     return 0
 
 
-async def _run_until_signalled(service: Service) -> None:
+async def run_until_signalled(service: Service) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

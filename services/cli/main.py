@@ -27,7 +27,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.config import load_config
 from shared.errors import BlazeError, BusError, ClusterUnreachableError, RequestRefusedError
-from shared.lifecycle import _run_until_signalled
+from shared.lifecycle import run_until_signalled
 from shared.logs import setup_logging
 from shared.messages import CapacityRequest, FailbackRequest, Fault, FaultRequest, Message, Reply
 
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _up(args: argparse.Namespace) -> int:
     setup_logging("blaze-up")
     config = load_config(args.config)
-    asyncio.run(_run_until_signalled(Supervisor(config, args.config, args.data)))
+    asyncio.run(run_until_signalled(Supervisor(config, args.config, args.data)))
     return 0
 
 

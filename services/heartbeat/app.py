@@ -73,27 +73,31 @@ class Agent:
             s.recording_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self.storage.failed(f"cannot create {s.recording_dir}: {exc.strerror or exc}")
-        self._ledger = await EpochLedger.open(s.state_dir / "agent.db")
-        self._bus = await _connect_until(s.nats_url, f"agent-{s.server_id}", stop)
-        if self._bus is None:
-            return
-        await self._bus.serve(
+        # Every resource is released even if another one's close fails or is cancelled.
+        async with contextlib.AsyncExitStack() as resources:
+            self._ledger = await EpochLedger.open(s.state_dir / "agent.db")
+            resources.push_async_callback(self._ledger.close)
+            resources.push_async_callback(self.recorder.close)
+            self._bus = await _connect_until(s.nats_url, f"agent-{s.server_id}", stop)
+            if self._bus is None:
+                return
+            resources.push_async_callback(self._bus.close)
+            await self._serve(self._bus, stop)
+
+    async def _serve(self, bus: Bus, stop: asyncio.Event) -> None:
+        s = self.settings
+        await bus.serve(
             subjects.probe(s.server_id), ProbeRequest, self._answer_probe, self._probe_error
         )
-        await self._bus.serve(
+        await bus.serve(
             subjects.command(s.server_id), Command, self._on_command, self._command_error
         )
-        await self._bus.announce("blaze-agent", "recording server agent", server=s.server_id)
+        await bus.announce("blaze-agent", "recording server agent", server=s.server_id)
         log.info("agent %s up (boot %s)", s.server_id, self.boot_id)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._heartbeat_loop(stop))
-                tg.create_task(self._storage_loop(stop))
-                await stop.wait()
-        finally:
-            await self.recorder.close()
-            await self._bus.close()
-            await self._ledger.close()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._heartbeat_loop(stop))
+            tg.create_task(self._storage_loop(stop))
+            await stop.wait()
 
     # ---- heartbeats and storage ----
 

@@ -23,13 +23,17 @@ class EpochLedger:
         """Open (or create) the ledger file."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS camera_epoch (camera TEXT PRIMARY KEY, epoch INTEGER)"
-        )
-        ledger = cls(db)
-        async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
-            ledger._epochs = {camera: epoch async for camera, epoch in rows}
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS camera_epoch (camera TEXT PRIMARY KEY, epoch INTEGER)"
+            )
+            ledger = cls(db)
+            async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
+                ledger._epochs = {camera: epoch async for camera, epoch in rows}
+        except BaseException:
+            await db.close()
+            raise
         return ledger
 
     def seen(self, camera: str) -> int:

@@ -56,11 +56,15 @@ class BlackHoleRelay:
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
+        self._open.set()
         if self._server is not None:
             self._server.close()
-        for w in list(self._writers):
+        writers = list(self._writers)
+        for w in writers:
             w.close()
-        self._open.set()
+        for w in writers:
+            with contextlib.suppress(ConnectionError, OSError):
+                await w.wait_closed()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -73,6 +77,8 @@ class BlackHoleRelay:
             await asyncio.gather(self._pump(client_r, up_w), self._pump(up_r, client_w))
         finally:
             self._writers -= {client_w, up_w}
+            for w in (client_w, up_w):
+                w.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
