@@ -362,7 +362,9 @@ class Placement(BaseModel):
             server = chosen.get(cam.id)
             if server is not None:
                 notices.append(self._assign(cam, server, reason))
-            elif report_pending:
+                continue
+            cam.moved_from = None  # it records nowhere: a later move starts from nowhere
+            if report_pending:
                 notices.append(
                     CameraPending(camera=cam.id, home=cam.home, reason=_why_pending(cam))
                 )
