@@ -40,7 +40,9 @@ class Timing(BaseModel):
     probe_timeout: float = Field(
         1.0, gt=0, le=30, description="R2: the whole probe (all tries) must answer within this."
     )
-    probe_tries: int = Field(3, ge=1, le=10, description="R2: probe attempts within the timeout.")
+    probe_tries: int = Field(
+        3, strict=True, ge=1, le=10, description="R2: probe attempts within the timeout."
+    )
     storage_probe_interval: float = Field(
         1.0, gt=0, le=60, description="R3: write+fsync+read probe of the recording directory."
     )
@@ -58,7 +60,9 @@ class ServerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: Identifier
-    capacity: int = Field(ge=0, le=100_000, description="Channel capacity: cameras it may host.")
+    capacity: int = Field(
+        strict=True, ge=0, le=100_000, description="Channel capacity: cameras it may host."
+    )
     recording_dir: str | None = Field(
         None, description="Where its recorder writes segments; default under the data dir."
     )
@@ -139,7 +143,7 @@ def parse_config(text: str, source: str = "config") -> ClusterConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     try:
-        return ClusterConfig.model_validate(raw)
+        return ClusterConfig.model_validate(raw, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc, raw)}") from exc
 

@@ -63,6 +63,11 @@ def camera_event(camera_id: str, event_type: str) -> str:
     return f"{ROOT}.evt.camera.{_token(camera_id)}.{event_type}"
 
 
+def all_cameras_event(event_type: str) -> str:
+    """Subscribe to one event type for every camera (a wildcard, for subscribers)."""
+    return f"{ROOT}.evt.camera.*.{_token(event_type)}"
+
+
 def failback_event(server_id: str, event_type: str) -> str:
     """Failback progress of one home server."""
     return f"{ROOT}.evt.failback.{_token(server_id)}.{event_type}"

@@ -120,24 +120,26 @@ class Placement(BaseModel):
 
     def adopt(self, config: ClusterConfig) -> list[Notice]:
         """Add servers and cameras of the config that the state does not know yet."""
-        for s in config.servers:
-            self.servers.setdefault(s.id, ServerSlot(id=s.id, capacity=s.capacity))
+        joined = [s for s in config.servers if s.id not in self.servers]
+        for s in joined:
+            self.servers[s.id] = ServerSlot(id=s.id, capacity=s.capacity)
         new = [c for c in config.cameras if c.id not in self.cameras]
         for c in new:
             self.cameras[c.id] = CameraSlot(id=c.id, home=c.home, priority=c.priority)
-        return self._place([self.cameras[c.id] for c in new], MoveReason.START)
+        notices = self._place([self.cameras[c.id] for c in new], MoveReason.START)
+        return notices + (self._place_pending() if joined else [])  # R5: a server joins
 
     # ---- queries ----
 
     def load(self, server: str) -> int:
         """Channels in use or reserved on a server."""
-        return sum(1 for c in self.cameras.values() if server in (c.host, c.target))
+        return sum(1 for c in self.cameras.values() if server in _channels(c))
 
     def free_capacity(self) -> dict[str, int]:
         """Free channels of every server that may take cameras now."""
         loads = dict.fromkeys(self.servers, 0)
         for cam in self.cameras.values():
-            for server in {cam.host, cam.target} - {None}:
+            for server in _channels(cam):
                 if server in loads:
                     loads[server] += 1
         return {
@@ -294,8 +296,9 @@ class Placement(BaseModel):
             if cam is None or cam.epoch != a.epoch or server not in cam.release_from:
                 continue
             cam.release_from.remove(server)
+            freed = True
             if cam.host == server:
-                cam.host, freed = None, True
+                cam.host = None
         return self._place_pending() if freed else []
 
     def _refused(self, event: CommandRefused) -> list[Notice]:
@@ -337,10 +340,12 @@ class Placement(BaseModel):
         return sorted(away, key=lambda c: (PRIORITY_ORDER[c.priority], c.id))
 
     def _assign(self, cam: CameraSlot, server: str, reason: MoveReason) -> CameraMovePlanned:
+        # It leaves where it records, or else the host of a claim being abandoned.
+        leaving = {cam.host, cam.target} - {None, server}
+        if leaving:
+            cam.moved_from = cam.host if cam.host in leaving else cam.target
         cam.target, cam.reason = server, reason
         cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
-        if cam.host is not None and cam.host != server:
-            cam.moved_from = cam.host
         return CameraMovePlanned(
             camera=cam.id,
             home=cam.home,
@@ -376,6 +381,12 @@ class Placement(BaseModel):
         self.servers[server].state = ServerState.ONLINE
         home = sum(1 for c in self.cameras.values() if c.home == server and c.host == server)
         return [FailbackCompleted(server=server, cameras=home)]
+
+
+def _channels(cam: CameraSlot) -> set[str]:
+    """Servers on which a camera holds a channel: where it records, where it is going, and
+    every host that has not yet confirmed its release (R4: capacity is never exceeded)."""
+    return {s for s in (cam.host, cam.target, *cam.release_from) if s is not None}
 
 
 def _why_pending(cam: CameraSlot) -> str:

@@ -123,19 +123,19 @@ class TestCluster:
     def start_placement_process(self) -> None:
         config_path = self.root / "cluster.json"
         config_path.write_text(self.config.model_dump_json(by_alias=True))
-        log = (self.root / "placement.log").open("ab")
-        self.placement_process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.run_placement",
-                str(config_path),
-                self.nats.url,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.root / "placement.log").open("ab") as log:
+            self.placement_process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.run_placement",
+                    str(config_path),
+                    self.nats.url,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill_placement_process(self) -> None:
         assert self.placement_process is not None
@@ -147,7 +147,12 @@ class TestCluster:
             await running.close()
         if self.placement_process is not None and self.placement_process.poll() is None:
             self.placement_process.terminate()
-            self.placement_process.wait(10)
+            try:
+                self.placement_process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.placement_process.kill()
+                self.placement_process.wait()
+                raise AssertionError("placement ignored SIGTERM for 10 s") from None
         for relay in self.relays.values():
             await relay.close()
         if self.bus is not None:
@@ -200,6 +205,10 @@ class TestCluster:
     def recorders(self) -> dict[str, dict[str, int]]:
         """What every running agent's recorder records right now: {server: {camera: epoch}}."""
         return {sid: self.agent(sid).recorder.recording() for sid in self.agents}
+
+    async def recording_now(self) -> dict[str, dict[str, int]]:
+        """``recorders()`` as an awaitable probe for ``eventually``."""
+        return self.recorders()
 
 
 def recorded_twice(recorders: dict[str, dict[str, int]]) -> dict[str, list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared.config import Priority
@@ -60,7 +59,7 @@ async def test_r4_failed_servers_cameras_spread_over_free_capacity_never_above_i
     assert server(doc, "rs-2")["hosting"] == 4
     # The storage-failed server is told to let go at its next heartbeat (stray release).
     recorders = await eventually(
-        _recorders_of(cluster), lambda r: not recorded_twice(r), 5, "nothing recorded twice"
+        cluster.recording_now, lambda r: not recorded_twice(r), 5, "nothing recorded twice"
     )
     assert recorders["rs-1"] == {}
     assert set(recorders["rs-2"]) == {"c21", "c22"} | {
@@ -217,19 +216,9 @@ async def test_r10_cascade_moves_cameras_again_and_they_keep_their_home(
     assert (await cluster.confirm_failback("rs-1")).ok
     cluster.relays[first_host].restore()
     await cluster.wait_status(all_home, 20, "every camera home again")
-    path = [(e.from_host, e.to) for _, e in await cluster.events() if _moved(e, "c11")]
+    moves = [e for _, e in await cluster.events() if isinstance(e, CameraMoved)]
+    path = [(e.from_host, e.to) for e in moves if e.camera == "c11"]
     assert path[-3:] == [("rs-1", "rs-3"), ("rs-3", "rs-2"), ("rs-2", "rs-1")], path
-
-
-def _recorders_of(cluster: TestCluster) -> Callable[[], Awaitable[dict[str, dict[str, int]]]]:
-    async def read() -> dict[str, dict[str, int]]:
-        return cluster.recorders()
-
-    return read
-
-
-def _moved(event: object, cam: str) -> bool:
-    return isinstance(event, CameraMoved) and event.camera == cam
 
 
 def _all(

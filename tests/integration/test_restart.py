@@ -1,0 +1,139 @@
+"""Kill -9 the placement process in the middle of a failover; nothing is lost, repeated or
+contradicted (R11); agents refuse stale epochs, even after their own restart."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared import subjects
+from shared.messages import (
+    Action,
+    Assignment,
+    CameraMoved,
+    CameraMovePlanned,
+    Command,
+    CommandResult,
+    Message,
+    ServerFailed,
+)
+from tests.helpers import eventually
+from tests.integration.cluster import (
+    TestCluster,
+    all_home,
+    cameras_of,
+    make_config,
+    recorded_twice,
+    server,
+)
+from tests.integration.conftest import StartCluster
+
+BIG = {"rs-1": 64, "rs-2": 24, "rs-3": 24, "rs-4": 24}
+SIXTY_FOUR = {f"cam-{i:02d}": "rs-1" for i in range(64)}
+
+
+async def _kill_placement_at_first(
+    cluster: TestCluster, subject: str, model: type[CameraMovePlanned | CameraMoved]
+) -> None:
+    """SIGKILL the placement process the moment the first event on ``subject`` is seen."""
+    assert cluster.bus is not None
+    seen = asyncio.Event()
+
+    async def kill(_subject: str, _event: Message) -> None:
+        if not seen.is_set():
+            cluster.kill_placement_process()
+            seen.set()
+
+    sub = await cluster.bus.subscribe(subject, model, kill)
+    try:
+        await asyncio.wait_for(seen.wait(), 20)
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_r11_placement_killed_twice_mid_failover_resumes_without_repeats(
+    start_cluster: StartCluster,
+) -> None:
+    """R11: SIGKILL placement after its first failover decision and again after the first
+    confirmed move; the restarted process finishes the failover, and the log shows exactly
+    one move per camera, epochs rising, every move starting where the last one ended."""
+    cluster = await start_cluster(make_config(BIG, SIXTY_FOUR), placement_as_process=True)
+    await cluster.wait_status(all_home, 30, "64 cameras recording at home")
+
+    cluster.fail_storage("rs-1")
+    await _kill_placement_at_first(
+        cluster, subjects.all_cameras_event("camera_move_planned"), CameraMovePlanned
+    )
+    cluster.start_placement_process()
+    await _kill_placement_at_first(cluster, subjects.all_cameras_event("camera_moved"), CameraMoved)
+    cluster.start_placement_process()
+
+    doc = await cluster.wait_status(
+        lambda s: all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1")),
+        30,
+        "all 64 cameras failed over after two kills",
+    )
+    assert {server(doc, s)["hosting"] for s in ("rs-2", "rs-3", "rs-4")} <= {21, 22}
+    log = await cluster.events()
+    failures = [e for _, e in log if isinstance(e, ServerFailed)]
+    assert len(failures) == 1
+
+    planned = [e for _, e in log if isinstance(e, CameraMovePlanned)]
+    moved = [e for _, e in log if isinstance(e, CameraMoved)]
+    assert len({(e.camera, e.epoch) for e in planned}) == len(planned), "a decision repeated"
+    assert len({(e.camera, e.epoch) for e in moved}) == len(moved), "a move repeated"
+    for cam in SIXTY_FOUR:
+        path = [e for e in moved if e.camera == cam]
+        assert [(e.from_host, e.to) for e in path[:1]] == [(None, "rs-1")], path
+        failover = path[1:]
+        assert len(failover) == 1, f"{cam} moved {len(failover)} times: {failover}"
+        assert failover[0].from_host == "rs-1"
+        assert path[0].epoch < failover[0].epoch
+
+    recorders = await eventually(
+        cluster.recording_now, lambda r: not recorded_twice(r) and not r["rs-1"], 10, "rs-1 let go"
+    )
+    by_host = {c["id"]: c["host"] for c in doc["cameras"]}
+    for sid in ("rs-2", "rs-3", "rs-4"):
+        assert set(recorders[sid]) == {c for c, h in by_host.items() if h == sid}
+
+
+async def test_agent_refuses_a_command_older_than_an_epoch_it_has_seen_even_after_restart(
+    start_cluster: StartCluster,
+) -> None:
+    """Fencing: a stale claim (from a deposed decider, or delayed) takes nothing back."""
+    cluster = await start_cluster(make_config({"rs-1": 2, "rs-2": 2}, {"c1": "rs-1"}))
+    await cluster.wait_status(all_home, 20, "c1 home")
+    assert cluster.bus is not None
+    epoch = cluster.recorders()["rs-1"]["c1"]
+    stale = Command(
+        server="rs-2", action=Action.CLAIM, cameras=(Assignment(camera="c1", epoch=epoch),)
+    )
+    newer = stale.model_copy(update={"cameras": (Assignment(camera="c1", epoch=epoch + 100),)})
+    rs2 = subjects.command("rs-2")
+    first = await cluster.bus.request(rs2, newer, CommandResult, timeout=5)
+    assert [a.epoch for a in first.done] == [epoch + 100]
+    release = newer.model_copy(update={"action": Action.RELEASE})
+    await cluster.bus.request(rs2, release, CommandResult, timeout=5)
+
+    await cluster.agents["rs-2"].close()
+    cluster.start_agent("rs-2")
+    answer = await eventually(
+        lambda: _try_request(cluster, rs2, stale),
+        lambda r: r is not None,
+        10,
+        "restarted rs-2 answers",
+    )
+    assert answer is not None
+    assert not answer.done
+    assert [(r.camera, r.seen_epoch) for r in answer.refused] == [("c1", epoch + 100)]
+    assert "c1" not in cluster.recorders()["rs-2"]
+
+
+async def _try_request(
+    cluster: TestCluster, subject: str, command: Command
+) -> CommandResult | None:
+    assert cluster.bus is not None
+    try:
+        return await cluster.bus.request(subject, command, CommandResult, timeout=1)
+    except Exception:
+        return None
