@@ -42,7 +42,7 @@ def make_config(
         cams.append(CameraConfig(id=cid, home=home, priority=prio))
     base = {"heartbeat_interval": 0.2, "network_timeout": 2.0, "storage_probe_interval": 0.2}
     return ClusterConfig(
-        timing=Timing(**{**base, **timing}),
+        timing=Timing.model_validate({**base, **timing}),
         servers=tuple(ServerConfig(id=s, capacity=c) for s, c in servers.items()),
         cameras=tuple(cams),
     )
