@@ -54,6 +54,36 @@ class Timing(BaseModel):
     )
 
 
+class Retention(StrEnum):
+    """What a failover host does with its copy once the home server has verified it."""
+
+    DELETE = "delete"
+    KEEP = "keep"
+
+
+class SyncSettings(BaseModel):
+    """R9: how footage recorded away from home travels back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retention: Retention = Field(
+        Retention.DELETE, description="The host's copy after the home server verified it."
+    )
+    chunk_bytes: int = Field(
+        256 << 10, strict=True, ge=1 << 10, le=1 << 20, description="Bytes per chunk request."
+    )
+    chunks_in_flight: int = Field(
+        4, strict=True, ge=1, le=64, description="Chunk requests outstanding per segment."
+    )
+    segments_in_flight: int = Field(
+        4, strict=True, ge=1, le=64, description="Segments fetched at once per home server."
+    )
+    request_timeout: float = Field(5.0, gt=0, le=120, description="Per chunk or segment step.")
+    retry_seconds: float = Field(
+        2.0, gt=0, le=600, description="Wait before retrying a job whose source is unreachable."
+    )
+
+
 class ServerConfig(BaseModel):
     """One recording server."""
 
@@ -84,6 +114,7 @@ class ClusterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     timing: Timing = Field(default_factory=Timing)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     servers: tuple[ServerConfig, ...] = Field(default=(), alias="server")
     cameras: tuple[CameraConfig, ...] = Field(default=(), alias="camera")
 

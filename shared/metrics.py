@@ -28,6 +28,24 @@ SEGMENT_WRITE_FAILURES = Counter(
     "blaze_segment_write_failures_total", "Segment writes that failed (storage fault, R3)."
 )
 STORAGE_OK = Gauge("blaze_storage_ok", "1 when the recording directory passes the probe.")
+SYNC_BYTES_RECEIVED = Counter(
+    "blaze_sync_received_bytes_total", "Footage bytes a home server received and verified (R9)."
+)
+SYNC_CHUNKS_REFETCHED = Counter(
+    "blaze_sync_chunks_refetched_total", "Chunks that failed their SHA-256 check and came again."
+)
+SYNC_SEGMENTS = Counter(
+    "blaze_sync_segments_total", "Segments brought home and verified, by home server.", ["server"]
+)
+SYNC_BYTES = Counter(
+    "blaze_sync_bytes_total", "Bytes brought home and verified, by home server.", ["server"]
+)
+SYNC_JOBS = Gauge("blaze_sync_jobs", "Sync jobs by state.", ["state"])
+SYNC_LAG_SECONDS = Gauge(
+    "blaze_sync_lag_seconds",
+    "Age of the oldest footage not yet home, by home server (0 when all is home).",
+    ["server"],
+)
 
 
 def serve_metrics(port: int | None) -> None:

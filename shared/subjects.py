@@ -18,6 +18,7 @@ EVENTS_STREAM = "BLAZE_EVENTS"
 EVENTS_ALL = f"{ROOT}.evt.>"
 PLACEMENT_BUCKET = "blaze_placement"
 PLACEMENT_STATE_KEY = "state"
+SYNC_BUCKET = "blaze_sync"
 
 ADMIN_FAILBACK = f"{ROOT}.admin.failback"
 ADMIN_CAPACITY = f"{ROOT}.admin.capacity"
@@ -81,3 +82,13 @@ def command_outcome_event(server_id: str, event_type: str) -> str:
 def admin_event(event_type: str) -> str:
     """Administrator changes that placement folds in: capacity changes."""
     return f"{ROOT}.evt.admin.{event_type}"
+
+
+def sync_request(server_id: str, verb: str) -> str:
+    """Footage requests to one agent: ``list``, ``chunk``, ``fetch``, ``drop`` (R9)."""
+    return f"{ROOT}.agent.{_token(server_id)}.sync.{_token(verb)}"
+
+
+def sync_event(server_id: str, event_type: str) -> str:
+    """Sync progress of footage going home to one server (R9)."""
+    return f"{ROOT}.evt.sync.{_token(server_id)}.{event_type}"

@@ -32,6 +32,7 @@ def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:
             state_dir=data / "servers" / server.id / "state",
             nats_url=args.nats,
             timing=config.timing,
+            sync=config.sync,
         )
     )
 

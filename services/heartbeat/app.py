@@ -7,15 +7,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.heartbeat.footage import FootageStore
 from services.heartbeat.ledger import EpochLedger
 from services.heartbeat.recorder import Recorder, SimulatedRecorder
 from services.heartbeat.storage import StorageHealth
 from shared import subjects
 from shared.bus import Bus
-from shared.config import Timing
+from shared.config import SyncSettings, Timing
 from shared.errors import ClusterUnreachableError
 from shared.messages import (
     Action,
@@ -43,6 +44,7 @@ class AgentSettings:
     state_dir: Path
     nats_url: str
     timing: Timing
+    sync: SyncSettings = field(default_factory=SyncSettings)
 
 
 class Agent:
@@ -61,6 +63,7 @@ class Agent:
             self.storage.failed,
             settings.server_id,
         )
+        self.footage = FootageStore(settings.server_id, settings.recording_dir, settings.sync)
         self.heartbeats_paused = False  # tests: silence with a live connection (R2)
         self._ledger: EpochLedger | None = None
         self._bus: Bus | None = None
@@ -77,6 +80,8 @@ class Agent:
         async with contextlib.AsyncExitStack() as resources:
             self._ledger = await EpochLedger.open(s.state_dir / "agent.db")
             resources.push_async_callback(self._ledger.close)
+            await self.footage.open(s.state_dir / "footage.db")
+            resources.push_async_callback(self.footage.close)
             resources.push_async_callback(self.recorder.close)
             self._bus = await _connect_until(s.nats_url, f"agent-{s.server_id}", stop)
             if self._bus is None:
@@ -92,6 +97,7 @@ class Agent:
         await bus.serve(
             subjects.command(s.server_id), Command, self._on_command, self._command_error
         )
+        await self.footage.serve(bus)
         await bus.announce("blaze-agent", "recording server agent", server=s.server_id)
         log.info("agent %s up (boot %s)", s.server_id, self.boot_id)
         async with asyncio.TaskGroup() as tg:

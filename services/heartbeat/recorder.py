@@ -97,4 +97,7 @@ class SimulatedRecorder:
             f"server={self._server_id} at={now.isoformat()}\n"
         )
         body = header.encode().ljust(SEGMENT_BYTES, b".")
-        (directory / name).write_bytes(body)
+        # Written aside and renamed, so a listed segment is always complete (R9 sync).
+        aside = directory / f".{name}.tmp"
+        aside.write_bytes(body)
+        aside.replace(directory / name)

@@ -18,6 +18,7 @@ from services.placement.app import PlacementService
 from services.placement.state import Placement
 from services.sim.faults import fail_storage, repair_storage
 from services.sim.relay import BlackHoleRelay
+from services.sync.app import SyncService
 from shared import subjects
 from shared.bus import Bus, NatsServer
 from shared.config import ClusterConfig
@@ -64,7 +65,7 @@ class LocalCluster:
 
     # ---- lifecycle ----
 
-    async def start(self, *, with_placement: bool = True) -> LocalCluster:
+    async def start(self, *, with_placement: bool = True, with_sync: bool = True) -> LocalCluster:
         """Relays and agents for every server, then health and (unless told) placement."""
         self.bus = await Bus.connect(self.nats.url, "local-cluster-observer")
         await self.bus.ensure_streams()
@@ -78,7 +79,13 @@ class LocalCluster:
             self.services["placement"] = RunningService(
                 PlacementService(self.config, self.nats.url)
             )
+        if with_sync:
+            self.start_sync()
         return self
+
+    def start_sync(self) -> None:
+        """(Re)start the sync service."""
+        self.services["sync"] = RunningService(SyncService(self.config, self.nats.url))
 
     def start_agent(self, server_id: str) -> Agent:
         """(Re)start one server's agent behind its relay."""
@@ -90,6 +97,7 @@ class LocalCluster:
             state_dir=self.root / s.id / "state",
             nats_url=self.relays[s.id].url,
             timing=self.config.timing,
+            sync=self.config.sync,
         )
         agent = Agent(settings)
         if self._recorder is not None:

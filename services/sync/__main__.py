@@ -1,4 +1,4 @@
-"""``python -m services.sync``: the sync service (a shell until R9 lands)."""
+"""``python -m services.sync``: the sync service, footage back home after failback (R9)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,372 @@
-"""The sync service (R9): brings footage recorded elsewhere back home after a failback.
+"""The sync service (R9): brings footage recorded away from home back after a failback.
 
-For now a shell: it joins the bus and announces itself, so deployments and
-``nats micro ls`` already see it. The jobs arrive with the sync issue.
+It folds the event log into stints (``stints.py``); every closed stint away from
+home becomes a durable job in the ``blaze_sync`` bucket once its home server has
+failed back. A job is carried out segment by segment: the host lists what it holds
+of that stint, the home agent pulls each segment chunk by chunk straight from the
+host and verifies it, then the host drops its copy (unless retention is ``keep``).
+Progress lives in the home agent's ledger, so a kill of any party resumes at the
+first segment not yet verified at home, and nothing arrives twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
 
+from services.sync.stints import Stint, StintLog
+from shared import subjects
 from shared.bus import Bus
 from shared.config import ClusterConfig
+from shared.errors import BusError, WriteConflictError
+from shared.messages import (
+    DropResult,
+    DropSegment,
+    FetchResult,
+    FetchSegment,
+    JobState,
+    ListSegments,
+    Message,
+    Segment,
+    SegmentList,
+    ServerFailed,
+    SyncCompleted,
+    SyncFailed,
+    SyncJob,
+    SyncProgress,
+    SyncStarted,
+)
+from shared.metrics import SYNC_BYTES, SYNC_JOBS, SYNC_LAG_SECONDS, SYNC_SEGMENTS
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 1.0
+
+R = TypeVar("R", bound=Message)
+
+
+class JobBlockedError(Exception):
+    """A job cannot go on now (a party unreachable, a check failed); it is retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 class SyncService:
-    """Placeholder until footage sync lands: connected, announced, idle."""
+    """The one decider of which footage goes home, and the driver of its transfer."""
 
     def __init__(self, config: ClusterConfig, nats_url: str) -> None:
         self.config = config
+        self.settings = config.sync
         self.nats_url = nats_url
+        self.stints = StintLog.empty()
+        self.jobs: dict[str, SyncJob] = {}
+        self.stint_of: dict[str, Stint] = {}
+        self._revisions: dict[str, int] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._progress_at: dict[str, float] = {}
+        self._bus: Bus | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Stay connected until ``stop``."""
-        bus = await Bus.connect(self.nats_url, "sync")
+        """Fold the log and move footage until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, "sync")
         try:
+            await bus.ensure_streams()
             await bus.announce("blaze-sync", "footage back home after failback (R9)")
-            log.info("sync service up (footage sync not implemented yet)")
-            await stop.wait()
+            await self._load_jobs(bus)
+            async with asyncio.TaskGroup() as tg:
+                folding = tg.create_task(self._fold_loop(bus))
+                await stop.wait()
+                folding.cancel()
+                for runner in self._runners.values():
+                    runner.cancel()
         finally:
             await bus.close()
+
+    # ---- the log and the jobs ----
+
+    async def _load_jobs(self, bus: Bus) -> None:
+        for key, (raw, revision) in (await bus.read_records("job.")).items():
+            self.jobs[key] = SyncJob.model_validate_json(raw)
+            self._revisions[key] = revision
+        log.info("sync resumed with %d jobs", len(self.jobs))
+
+    async def _fold_loop(self, bus: Bus) -> None:
+        caught_up_at = await bus.last_event_seq()
+        if caught_up_at == 0:
+            self._reconcile()
+        async with contextlib.aclosing(bus.events()) as log_events:
+            async for seq, event in log_events:
+                if event is not None:
+                    home = self.stints.apply(event)
+                    if seq > caught_up_at:
+                        await self._react(event, home)
+                if seq == caught_up_at:
+                    await self._reconcile_and_save()
+
+    async def _react(self, event: Message, home: str | None) -> None:
+        """Live events: a failback opens jobs, a failure of a home pauses its jobs."""
+        if home is not None:
+            await self._reconcile_and_save()
+        if isinstance(event, ServerFailed) and self._open_jobs(event.server):
+            runner = self._runners.pop(event.server, None)
+            if runner is not None:
+                runner.cancel()
+            await self._pause_home(event.server, f"home server {event.server} failed again")
+
+    def _reconcile(self) -> list[SyncJob]:
+        """Level-triggered: a job for every away stint of a ready home; return new ones."""
+        created = []
+        for stint in self.stints.closed:
+            if not stint.away:
+                continue
+            job = SyncJob(
+                camera=stint.camera, home=stint.home, source=stint.host, epoch=stint.epoch
+            )
+            self.stint_of[job.key] = stint
+            if job.key not in self.jobs and self.stints.ready(stint.home):
+                self.jobs[job.key] = job
+                created.append(job)
+        return created
+
+    async def _reconcile_and_save(self) -> None:
+        for job in self._reconcile():
+            await self._save(job)
+        homes = {j.home for j in self.jobs.values() if j.state is not JobState.COMPLETED}
+        for home in sorted(homes):
+            if self.stints.ready(home):
+                self._start_runner(home)
+            else:
+                await self._pause_home(home, f"home server {home} is not back yet")
+        self._count()
+
+    async def _save(self, job: SyncJob) -> None:
+        assert self._bus is not None
+        self.jobs[job.key] = job
+        try:
+            self._revisions[job.key] = await self._bus.write_record(
+                job.key, job.model_dump_json().encode(), self._revisions.get(job.key)
+            )
+        except WriteConflictError:
+            log.exception("another sync service wrote %s; stopping", job.key)
+            raise
+
+    async def _pause_home(self, home: str, reason: str) -> None:
+        for job in self._open_jobs(home):
+            if job.state is not JobState.PAUSED:
+                await self._save(
+                    job.model_copy(update={"state": JobState.PAUSED, "reason": reason})
+                )
+                await self._failed(job, reason, paused=True)
+        self._count()
+
+    def _open_jobs(self, home: str) -> list[SyncJob]:
+        return sorted(
+            (j for j in self.jobs.values() if j.home == home and j.state is not JobState.COMPLETED),
+            key=lambda j: (self._started(j), j.key),
+        )
+
+    def _started(self, job: SyncJob) -> datetime:
+        stint = self.stint_of.get(job.key)
+        return stint.start if stint is not None else datetime.min.replace(tzinfo=UTC)
+
+    # ---- carrying out jobs, one runner per home server ----
+
+    def _start_runner(self, home: str) -> None:
+        runner = self._runners.get(home)
+        if runner is None or runner.done():
+            self._runners[home] = asyncio.create_task(self._run_home(home), name=f"sync-{home}")
+
+    async def _run_home(self, home: str) -> None:
+        """Work through the home's open jobs, oldest footage first; retry what cannot go on."""
+        while self._open_jobs(home):
+            try:
+                waiting = await self._run_open_jobs(home)
+            except Exception:
+                log.exception("sync to %s stumbled; retrying", home)
+                waiting = True
+            self._count()
+            if waiting:
+                await asyncio.sleep(self.settings.retry_seconds)
+        SYNC_LAG_SECONDS.labels(server=home).set(0)
+        await self._progress(home, force=True)
+
+    async def _run_open_jobs(self, home: str) -> bool:
+        """One pass over the home's open jobs; True if some must wait and be retried."""
+        waiting = False
+        for job in self._open_jobs(home):
+            try:
+                await self._run_job(job)
+            except JobBlockedError as stop:
+                current = self.jobs[job.key]
+                if stop.reason != current.reason:
+                    await self._save(current.model_copy(update={"reason": stop.reason}))
+                    await self._failed(current, stop.reason, paused=False)
+                waiting = True
+        return waiting
+
+    async def _run_job(self, job: SyncJob) -> None:
+        started = time.monotonic()
+        held = await self._list(job)
+        if job.state is JobState.QUEUED or job.segments_total == 0:
+            job = job.model_copy(
+                update={
+                    "state": JobState.RUNNING,
+                    "segments_total": max(job.segments_total, len(held)),
+                    "bytes_total": max(job.bytes_total, sum(s.size for s in held)),
+                }
+            )
+            await self._save(job)
+            await self._publish(
+                SyncStarted(
+                    server=job.home,
+                    camera=job.camera,
+                    source=job.source,
+                    epoch=job.epoch,
+                    segments=job.segments_total,
+                    bytes=job.bytes_total,
+                ),
+                f"sync-started-{job.key}",
+            )
+        elif job.state is JobState.PAUSED:
+            job = job.model_copy(update={"state": JobState.RUNNING, "reason": ""})
+            await self._save(job)
+        done_before = job.segments_total - len(held)
+        job, refetched = await self._move_segments(job, held, done_before)
+        job = job.model_copy(update={"state": JobState.COMPLETED, "reason": ""})
+        await self._save(job)
+        await self._publish(
+            SyncCompleted(
+                server=job.home,
+                camera=job.camera,
+                source=job.source,
+                epoch=job.epoch,
+                segments=job.segments_done,
+                bytes=job.bytes_done,
+                refetched_chunks=refetched,
+                seconds=round(time.monotonic() - started, 3),
+            ),
+            f"sync-completed-{job.key}",
+        )
+
+    async def _list(self, job: SyncJob) -> list[Segment]:
+        held = await self._ask(
+            job.source,
+            "list",
+            ListSegments(camera=job.camera, epoch=job.epoch),
+            SegmentList,
+        )
+        if held.error:
+            raise JobBlockedError(f"source {job.source}: {held.error}")
+        return list(held.segments)
+
+    async def _move_segments(
+        self, job: SyncJob, held: list[Segment], done_before: int
+    ) -> tuple[SyncJob, int]:
+        """Fetch (home pulls and verifies) then drop (host deletes), a few segments at once."""
+        in_flight = asyncio.Semaphore(self.settings.segments_in_flight)
+        done, moved_bytes, refetched = done_before, 0, 0
+
+        async def one(segment: Segment) -> None:
+            nonlocal done, moved_bytes, refetched
+            async with in_flight:
+                fetched = await self._ask(
+                    job.home,
+                    "fetch",
+                    FetchSegment(source=job.source, camera=job.camera, segment=segment),
+                    FetchResult,
+                )
+                if not fetched.ok:
+                    raise JobBlockedError(f"home {job.home}: {fetched.reason}")
+                refetched += fetched.refetched_chunks
+                drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
+                dropped = await self._ask(job.source, "drop", drop, DropResult)
+                if not dropped.ok:
+                    log.warning("%s kept %s: %s", job.source, segment.name, dropped.reason)
+                done += 1
+                moved_bytes += segment.size
+                if not fetched.already:
+                    SYNC_SEGMENTS.labels(server=job.home).inc()
+                    SYNC_BYTES.labels(server=job.home).inc(segment.size)
+                self.jobs[job.key] = job.model_copy(
+                    update={"segments_done": done, "bytes_done": job.bytes_done + moved_bytes}
+                )
+                await self._progress(job.home)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for segment in held:
+                    tg.create_task(one(segment))
+        except* JobBlockedError as group:
+            first = group.exceptions[0]
+            assert isinstance(first, JobBlockedError)
+            await self._save(self.jobs[job.key])
+            raise first from None
+        return self.jobs[job.key], refetched
+
+    async def _ask(self, server: str, verb: str, request: Message, reply: type[R]) -> R:
+        assert self._bus is not None
+        subject = subjects.sync_request(server, verb)
+        try:
+            return await self._bus.request(subject, request, reply, self.settings.request_timeout)
+        except BusError as exc:
+            raise JobBlockedError(f"{server} unreachable: {exc}") from exc
+
+    # ---- telling the world ----
+
+    async def _publish(self, event: Message, msg_id: str) -> None:
+        assert self._bus is not None
+        server = getattr(event, "server", "unknown")
+        await self._bus.publish_event(
+            subjects.sync_event(server, getattr(event, "type", "sync")), event, msg_id
+        )
+
+    async def _failed(self, job: SyncJob, reason: str, *, paused: bool) -> None:
+        log.warning("sync of %s from %s: %s", job.camera, job.source, reason)
+        await self._publish(
+            SyncFailed(
+                server=job.home,
+                camera=job.camera,
+                source=job.source,
+                epoch=job.epoch,
+                reason=reason[:500],
+                paused=paused,
+            ),
+            f"sync-failed-{uuid.uuid4().hex}",
+        )
+
+    async def _progress(self, home: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._progress_at.get(home, 0.0) < PROGRESS_EVERY_S:
+            return
+        self._progress_at[home] = now
+        jobs = [j for j in self.jobs.values() if j.home == home]
+        open_jobs = [j for j in jobs if j.state is not JobState.COMPLETED]
+        await self._publish(
+            SyncProgress(
+                server=home,
+                jobs_open=len(open_jobs),
+                segments_done=sum(j.segments_done for j in jobs),
+                segments_total=sum(j.segments_total for j in jobs),
+                bytes_done=sum(j.bytes_done for j in jobs),
+                bytes_total=sum(j.bytes_total for j in jobs),
+            ),
+            f"sync-progress-{uuid.uuid4().hex}",
+        )
+        oldest = min((self._started(j) for j in open_jobs), default=None)
+        lag = (datetime.now(UTC) - oldest).total_seconds() if oldest and oldest.year > 1 else 0
+        SYNC_LAG_SECONDS.labels(server=home).set(max(0.0, lag))
+
+    def _count(self) -> None:
+        counts = dict.fromkeys(JobState, 0)
+        for job in self.jobs.values():
+            counts[job.state] += 1
+        for state, n in counts.items():
+            SYNC_JOBS.labels(state=state.value).set(n)

@@ -50,6 +50,7 @@ class Bus:
         self.name = name
         self._rejections = OncePerInterval(log)
         self._kv: Any = None
+        self._sync_kv: Any = None
         self._service: Any = None
 
     # ---- connection ----
@@ -138,6 +139,9 @@ class Bus:
                 bucket=subjects.PLACEMENT_BUCKET, history=1, direct=True, max_value_size=8 << 20
             )
         )
+        await self.js.create_key_value(
+            api.KeyValueConfig(bucket=subjects.SYNC_BUCKET, history=1, max_value_size=64 << 10)
+        )
 
     # ---- core NATS ----------------------------------------------------------------------------
 
@@ -154,6 +158,38 @@ class Bus:
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise RequestTimeoutError(subject, timeout) from exc
         return reply.model_validate_json(msg.data)
+
+    async def request_bytes(
+        self, subject: str, message: Message, timeout: float
+    ) -> tuple[bytes, dict[str, str]]:
+        """Request/reply whose answer is raw bytes with headers (footage chunks)."""
+        try:
+            msg = await self.nc.request(subject, encode(message), timeout=timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise NoRespondersError(subject) from exc
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise RequestTimeoutError(subject, timeout) from exc
+        return bytes(msg.data), dict(msg.headers or {})
+
+    async def serve_bytes(
+        self,
+        subject: str,
+        model: type[M],
+        handler: Callable[[M], Awaitable[tuple[bytes, dict[str, str]]]],
+    ) -> Any:
+        """Answer requests with raw bytes and headers; a malformed request gets an
+        empty body with an ``error`` header."""
+
+        async def on_request(msg: Msg) -> None:
+            parsed = self._validate(msg.subject, msg.data, model)
+            if parsed is None:
+                body, headers = b"", {"error": "malformed request: see blaze's event catalog"}
+            else:
+                body, headers = await handler(parsed)
+            if msg.reply:
+                await self.nc.publish(msg.reply, body, headers=headers)
+
+        return await self.nc.subscribe(subject, cb=on_request)
 
     async def subscribe(
         self,
@@ -302,6 +338,38 @@ class Bus:
         """Write the snapshot if nobody else did since ``revision`` (None: must not exist)."""
         kv = await self._bucket()
         key = subjects.PLACEMENT_STATE_KEY
+        try:
+            if revision is None:
+                return int(await kv.create(key, value))
+            return int(await kv.update(key, value, last=revision))
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise WriteConflictError(key, str(exc)) from exc
+
+    # ---- keyed records (sync jobs; KV, compare-and-set per key) -------------------------------
+
+    async def _sync_bucket(self) -> Any:
+        if self._sync_kv is None:
+            self._sync_kv = await self.js.key_value(subjects.SYNC_BUCKET)
+        return self._sync_kv
+
+    async def read_records(self, prefix: str) -> dict[str, tuple[bytes, int]]:
+        """Every record whose key starts with ``prefix``: {key: (value, revision)}."""
+        kv = await self._sync_bucket()
+        try:
+            keys = await kv.keys()
+        except nats.js.errors.NoKeysError:
+            return {}
+        found: dict[str, tuple[bytes, int]] = {}
+        for key in (k for k in keys if k.startswith(prefix)):
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                entry = await kv.get(key)
+                if entry.value is not None:
+                    found[key] = (bytes(entry.value), int(entry.revision))
+        return found
+
+    async def write_record(self, key: str, value: bytes, revision: int | None) -> int:
+        """Write a record if nobody else did since ``revision`` (None: must not exist)."""
+        kv = await self._sync_bucket()
         try:
             if revision is None:
                 return int(await kv.create(key, value))

@@ -169,6 +169,56 @@ class CommandRefused(Event):
     refusals: tuple[Refusal, ...]
 
 
+class SyncStarted(Event):
+    """R9: footage of one camera recorded on ``source`` under ``epoch`` starts going home."""
+
+    type: Literal["sync_started"] = "sync_started"
+    server: ServerId = Field(description="The home server receiving the footage.")
+    camera: CameraId
+    source: ServerId
+    epoch: Epoch
+    segments: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+
+
+class SyncProgress(Event):
+    """R9: footage still on its way to one home server, at most about once a second."""
+
+    type: Literal["sync_progress"] = "sync_progress"
+    server: ServerId
+    jobs_open: int = Field(ge=0)
+    segments_done: int = Field(ge=0)
+    segments_total: int = Field(ge=0)
+    bytes_done: int = Field(ge=0)
+    bytes_total: int = Field(ge=0)
+
+
+class SyncCompleted(Event):
+    """R9: every segment of the stint is home, verified; the host's copy is handled."""
+
+    type: Literal["sync_completed"] = "sync_completed"
+    server: ServerId
+    camera: CameraId
+    source: ServerId
+    epoch: Epoch
+    segments: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    refetched_chunks: int = Field(0, ge=0)
+    seconds: float = Field(ge=0)
+
+
+class SyncFailed(Event):
+    """R9: a sync job stopped; ``reason`` says why. It is retried, or resumes on failback."""
+
+    type: Literal["sync_failed"] = "sync_failed"
+    server: ServerId
+    camera: CameraId
+    source: ServerId
+    epoch: Epoch
+    reason: str = Field(max_length=500)
+    paused: bool = Field(False, description="True when it waits for the next failback.")
+
+
 AnyEvent = Annotated[
     ServerFailed
     | ServerRecovered
@@ -183,7 +233,11 @@ AnyEvent = Annotated[
     | FailbackCompleted
     | ClaimsConfirmed
     | ReleasesConfirmed
-    | CommandRefused,
+    | CommandRefused
+    | SyncStarted
+    | SyncProgress
+    | SyncCompleted
+    | SyncFailed,
     Field(discriminator="type"),
 ]
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from services.sim.local import LocalCluster, RunningService, Status, all_home
 from shared.bus import NatsServer
-from shared.config import CameraConfig, ClusterConfig, Priority, ServerConfig, Timing
+from shared.config import (
+    CameraConfig,
+    ClusterConfig,
+    Priority,
+    ServerConfig,
+    SyncSettings,
+    Timing,
+)
 from shared.messages import Reply
 from tests.helpers import eventually
 
@@ -29,6 +36,7 @@ __all__ = [
     "make_config",
     "recorded_twice",
     "server",
+    "with_sync",
 ]
 
 
@@ -50,6 +58,11 @@ def make_config(
     )
 
 
+def with_sync(config: ClusterConfig, **settings: Any) -> ClusterConfig:
+    """The same config with other ``[sync]`` settings."""
+    return config.model_copy(update={"sync": SyncSettings.model_validate(settings)})
+
+
 class TestCluster(LocalCluster):
     """A ``LocalCluster`` whose every status read checks the invariants."""
 
@@ -57,44 +70,58 @@ class TestCluster(LocalCluster):
 
     def __init__(self, nats: NatsServer, config: ClusterConfig, root: Path) -> None:
         super().__init__(nats, config, root)
-        self.placement_process: subprocess.Popen[bytes] | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.lowered: set[str] = set()  # capacity lowered below load: over capacity by design
 
-    async def start(self, *, placement_as_process: bool = False) -> TestCluster:  # type: ignore[override]
-        await super().start(with_placement=not placement_as_process)
+    async def start(  # type: ignore[override]
+        self, *, placement_as_process: bool = False, sync_as_process: bool = False
+    ) -> TestCluster:
+        await super().start(with_placement=not placement_as_process, with_sync=not sync_as_process)
         if placement_as_process:
-            self.start_placement_process()
+            self.start_process("placement")
+        if sync_as_process:
+            self.start_process("sync")
         return self
 
-    def start_placement_process(self) -> None:
+    def start_process(self, name: str) -> None:
+        """Run the ``placement`` or ``sync`` service as its own OS process."""
         config_path = self.root / "cluster.json"
         config_path.write_text(self.config.model_dump_json(by_alias=True))
-        command = [sys.executable, "-m", "tests.integration.run_placement"]
-        with (self.root / "placement.log").open("ab") as log:
-            self.placement_process = subprocess.Popen(
+        command = [sys.executable, "-m", "tests.integration.run_service", name]
+        with (self.root / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
                 [*command, str(config_path), self.nats.url],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
+    def kill_process(self, name: str) -> None:
+        """SIGKILL a service process and reap it."""
+        process = self.processes[name]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def start_placement_process(self) -> None:
+        self.start_process("placement")
+
     def kill_placement_process(self) -> None:
-        assert self.placement_process is not None
-        os.kill(self.placement_process.pid, signal.SIGKILL)
-        self.placement_process.wait()
+        self.kill_process("placement")
 
     async def close(self) -> None:
         await super().close()
-        process = self.placement_process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise AssertionError("placement ignored SIGTERM for 10 s") from None
+        stubborn = []
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                stubborn.append(name)
+        assert not stubborn, f"ignored SIGTERM for 10 s: {stubborn}"
 
     async def status(self) -> Status:
         doc = await super().status()

@@ -16,13 +16,13 @@ StartCluster = Callable[..., Awaitable[TestCluster]]
 
 @pytest.fixture
 async def start_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[StartCluster]:
-    """``await start_cluster(config, placement_as_process=False)``."""
+    """``await start_cluster(config, placement_as_process=False, sync_as_process=False)``."""
     started: list[TestCluster] = []
 
-    async def start(config: ClusterConfig, *, placement_as_process: bool = False) -> TestCluster:
+    async def start(config: ClusterConfig, **as_process: bool) -> TestCluster:
         cluster = TestCluster(nats_server, config, tmp_path / "cluster")
         started.append(cluster)
-        return await cluster.start(placement_as_process=placement_as_process)
+        return await cluster.start(**as_process)
 
     yield start
     for cluster in started:

@@ -1,0 +1,209 @@
+"""Footage comes home after failback, verified, resumably, on a real nats-server (R9)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import TypeVar
+
+from shared import subjects
+from shared.messages import Message, SyncCompleted, SyncFailed, SyncProgress, SyncStarted
+from tests.helpers import eventually, metric
+from tests.integration.cluster import (
+    TestCluster,
+    all_home,
+    cameras_of,
+    make_config,
+    server,
+    with_sync,
+)
+from tests.integration.conftest import StartCluster
+
+SERVERS = {"rs-1": 2, "rs-2": 3, "rs-3": 3}
+CAMS = {"c11": "rs-1", "c12": "rs-1", "c21": "rs-2", "c31": "rs-3"}
+AWAY = ("c11", "c12")
+FAST_SEGMENTS = {"segment_seconds": 0.05, "network_timeout": 1.5}
+
+E = TypeVar("E", bound=Message)
+Footage = dict[str, dict[str, str]]  # camera -> {segment name: sha256}
+
+
+def away_footage(cluster: TestCluster, hosts: dict[str, str]) -> Footage:
+    """Every segment the hosts hold of the failed-over cameras (their epochs only)."""
+    found: Footage = {}
+    for cam, host in hosts.items():
+        directory = cluster.recording_dir(host) / cam
+        found[cam] = {p.name: _sha(p) for p in sorted(directory.glob("*.seg"))}
+    return found
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def _outage(cluster: TestCluster, segments: int) -> dict[str, str]:
+    """Storage-fail rs-1, let its cameras record ``segments`` segments elsewhere, repair."""
+    await cluster.wait_status(all_home, 20, "every camera home")
+    cluster.fail_storage("rs-1")
+    doc = await cluster.wait_status(
+        lambda s: all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1")),
+        10,
+        "rs-1's cameras failed over",
+    )
+    hosts = {c["id"]: c["host"] for c in cameras_of(doc, "rs-1")}
+
+    async def least() -> int:
+        return min(len(v) for v in away_footage(cluster, hosts).values())
+
+    await eventually(least, lambda n: n >= segments, 20, f"{segments} segments per camera away")
+    cluster.repair_storage("rs-1")
+    await cluster.wait_status(lambda s: server(s, "rs-1")["storage"] == "ok", 10, "storage ok")
+    return hosts
+
+
+async def _sync_events(cluster: TestCluster, kind: type[E]) -> list[E]:
+    return [e for _, e in await cluster.events() if isinstance(e, kind)]
+
+
+async def _wait_synced(cluster: TestCluster, within: float) -> list[SyncCompleted]:
+    """Every job that started has completed, and both away cameras had one."""
+
+    async def completed() -> tuple[set[tuple[str, str, int]], list[SyncCompleted]]:
+        started = {(e.camera, e.source, e.epoch) for e in await _sync_events(cluster, SyncStarted)}
+        return started, await _sync_events(cluster, SyncCompleted)
+
+    def all_done(seen: tuple[set[tuple[str, str, int]], list[SyncCompleted]]) -> bool:
+        started, done = seen
+        finished = {(e.camera, e.source, e.epoch) for e in done}
+        return started <= finished and {cam for cam, _, _ in finished} >= set(AWAY)
+
+    _, done = await eventually(completed, all_done, within, "every sync job completed")
+    return done
+
+
+def _assert_home_and_identical(cluster: TestCluster, before: Footage) -> None:
+    for cam, segments in before.items():
+        home = cluster.recording_dir("rs-1") / cam
+        for name, sha in segments.items():
+            assert (home / name).exists(), f"{cam}/{name} did not reach home"
+            assert _sha(home / name) == sha, f"{cam}/{name} differs at home"
+        assert not list(home.glob(".*.part")), "a partial segment was left at home"
+
+
+async def test_r9_footage_recorded_elsewhere_reaches_home_verified_and_hosts_let_go(
+    start_cluster: StartCluster,
+) -> None:
+    """R9: after a confirmed failback every away segment is at home, byte-identical, and the
+    hosts' copies are deleted (default retention); progress was published."""
+    cluster = await start_cluster(make_config(SERVERS, CAMS, **FAST_SEGMENTS))
+    hosts = await _outage(cluster, segments=20)
+    assert (await cluster.confirm_failback("rs-1")).ok
+    await cluster.wait_status(all_home, 15, "rs-1's cameras home")
+    before = away_footage(cluster, hosts)  # the stints are closed: nothing more is written
+    done = await _wait_synced(cluster, 30)
+
+    _assert_home_and_identical(cluster, before)
+    assert away_footage(cluster, hosts) == {cam: {} for cam in hosts}, "hosts kept copies"
+    assert sum(e.segments for e in done) >= sum(len(v) for v in before.values())
+    started = await _sync_events(cluster, SyncStarted)
+    assert {(e.camera, e.source) for e in started} == set(hosts.items())
+    progress = await _sync_events(cluster, SyncProgress)
+    assert progress
+    assert progress[-1].segments_done == progress[-1].segments_total
+    assert progress[-1].jobs_open == 0
+
+
+async def test_r9_sync_survives_a_killed_sync_process_a_restarted_receiver_and_bad_chunks(
+    start_cluster: StartCluster,
+) -> None:
+    """R9: SIGKILL of the sync service mid-transfer, a receiving agent stopped and started,
+    and corrupted chunks: everything still arrives, verified, exactly once."""
+    # A restart of rs-1's agent must not look like a network failure here.
+    timing = FAST_SEGMENTS | {"network_timeout": 10.0}
+    config = with_sync(
+        make_config(SERVERS, CAMS, **timing),
+        chunk_bytes=1024,
+        segments_in_flight=1,
+        retry_seconds=0.2,
+        retention="keep",
+    )
+    cluster = await start_cluster(config, sync_as_process=True)
+    hosts = await _outage(cluster, segments=30)
+    for host in set(hosts.values()):
+        cluster.agent(host).footage.corrupt_next_chunks = 3
+        cluster.agent(host).footage.chunk_delay = 0.01  # a slow link: the kills land mid-way
+    received_before = metric("blaze_sync_received_bytes_total")
+    assert (await cluster.confirm_failback("rs-1")).ok
+    await cluster.wait_status(all_home, 15, "rs-1's cameras home")
+    before = away_footage(cluster, hosts)
+
+    await _first_event(cluster, subjects.sync_event("rs-1", "sync_progress"))
+    cluster.kill_process("sync")
+    await cluster.agents["rs-1"].close()
+    cluster.start_agent("rs-1")
+    cluster.start_process("sync")
+    done = await _wait_synced(cluster, 60)
+
+    _assert_home_and_identical(cluster, before)
+    after = away_footage(cluster, hosts)
+    for cam in before:
+        gone = sorted(set(before[cam]) - set(after[cam]))
+        new = sorted(set(after[cam]) - set(before[cam]))
+        assert not gone, f"retention 'keep' must keep the hosts' copies: {cam} lost {gone[:3]}"
+        assert not new, f"{cam} recorded on its old host after failback: {new[:3]}"
+    total = sum(len(v) for v in before.values())
+    assert sum(e.segments for e in done) == total
+    received = metric("blaze_sync_received_bytes_total") - received_before
+    sizes = sum(
+        (cluster.recording_dir("rs-1") / c / n).stat().st_size for c in before for n in before[c]
+    )
+    assert received == sizes, "a segment arrived twice (or not at all)"
+    assert sum(e.refetched_chunks for e in done) >= 1
+    assert not [e for e in await _sync_events(cluster, SyncFailed) if e.paused]
+
+
+async def test_r9_storage_failing_again_pauses_sync_and_the_next_failback_resumes_it(
+    start_cluster: StartCluster,
+) -> None:
+    """R9: sync under way to a server that fails again pauses, and restarts by itself on its
+    next failback."""
+    config = with_sync(
+        make_config(SERVERS, CAMS, **FAST_SEGMENTS), chunk_bytes=1024, segments_in_flight=1
+    )
+    cluster = await start_cluster(config)
+    hosts = await _outage(cluster, segments=40)
+    assert (await cluster.confirm_failback("rs-1")).ok
+    await cluster.wait_status(all_home, 15, "rs-1's cameras home")
+    before = away_footage(cluster, hosts)
+    for host in set(hosts.values()):
+        cluster.agent(host).footage.chunk_delay = 0.05  # a slow link: sync takes seconds
+    await _first_event(cluster, subjects.sync_event("rs-1", "sync_progress"))
+    cluster.fail_storage("rs-1")
+
+    async def paused() -> list[SyncFailed]:
+        return [e for e in await _sync_events(cluster, SyncFailed) if e.paused]
+
+    await eventually(paused, bool, 15, "sync paused when rs-1 failed again")
+    cluster.repair_storage("rs-1")
+    await cluster.wait_status(lambda s: server(s, "rs-1")["storage"] == "ok", 10, "storage ok")
+    for host in set(hosts.values()):
+        cluster.agent(host).footage.chunk_delay = 0.0
+    assert (await cluster.confirm_failback("rs-1")).ok
+    await _wait_synced(cluster, 60)
+    _assert_home_and_identical(cluster, before)
+
+
+async def _first_event(cluster: TestCluster, subject: str) -> None:
+    """Wait (bounded) for the first message on a live event subject."""
+    assert cluster.bus is not None
+    seen = asyncio.Event()
+
+    async def note(_subject: str, _event: SyncProgress) -> None:
+        seen.set()
+
+    sub = await cluster.bus.subscribe(subject, SyncProgress, note)
+    try:
+        await asyncio.wait_for(seen.wait(), 30)
+    finally:
+        await sub.unsubscribe()
