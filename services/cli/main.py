@@ -6,6 +6,8 @@
     blaze failback SERVER                      confirm a storage repair (R7)
     blaze capacity SERVER N                    change a server's channel capacity
     blaze sim FAULT SERVER                     fault injection on the simulated cluster
+    blaze sync [--json] [--follow]             footage on its way home, per server (R9)
+    blaze timeline CAMERA [--json]             where a camera's footage is, and its gaps
 
 Exit codes: 0 done; 1 refused by the cluster (with the reason); 2 bad arguments,
 bad config or the cluster unreachable (one line on stderr).
@@ -21,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from services.cli import views
+from pydantic import ValidationError
+
+from services.cli import footage, views
 from services.cli.supervisor import CLUSTER_FILE, Supervisor
 from shared import subjects
 from shared.bus import Bus
@@ -67,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", parents=[common], help="fault injection on a simulated server")
     sim.add_argument("fault", choices=[f.value for f in Fault])
     sim.add_argument("server")
+    sync = sub.add_parser("sync", parents=[common], help="footage on its way home (R9)")
+    sync.add_argument("--json", action="store_true")
+    sync.add_argument("--follow", action="store_true", help="refresh every second")
+    timeline = sub.add_parser("timeline", parents=[common], help="a camera's recorded ranges")
+    timeline.add_argument("camera")
+    timeline.add_argument("--json", action="store_true")
     return parser
 
 
@@ -89,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BlazeError as exc:
         print(f"blaze: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # an id or value the messages refuse, e.g. "rs 1"
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"blaze: bad {where}: {first['msg']} (see blaze --help)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -117,24 +132,33 @@ async def _client_command(args: argparse.Namespace) -> int:
     url = _nats_url(args)
     bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False)
     try:
-        match args.command:
-            case "status":
-                return await views.status(bus, args.data, as_json=args.json)
-            case "events":
-                return await views.events(bus, as_json=args.json, follow=args.follow)
-            case "failback":
-                return await _admin(
-                    bus, subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server)
-                )
-            case "capacity":
-                change = CapacityRequest(server=args.server, capacity=args.capacity)
-                return await _admin(bus, subjects.ADMIN_CAPACITY, change)
-            case "sim":
-                fault = FaultRequest(server=args.server, fault=Fault(args.fault))
-                return await _admin(bus, subjects.SIM_FAULT, fault)
-        return 2
+        return await _dispatch(bus, args)
     finally:
         await bus.close()
+
+
+async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
+    """One command against the running cluster."""
+    as_json = getattr(args, "json", False)
+    match args.command:
+        case "status":
+            return await views.status(bus, args.data, as_json=as_json)
+        case "events":
+            return await views.events(bus, as_json=as_json, follow=args.follow)
+        case "sync":
+            return await footage.sync(bus, as_json=as_json, follow=args.follow)
+        case "timeline":
+            return await footage.show_timeline(bus, args.camera, as_json=as_json)
+    return await _admin(bus, *_admin_request(args))
+
+
+def _admin_request(args: argparse.Namespace) -> tuple[str, Message]:
+    """The subject and request of an administrator's command."""
+    if args.command == "failback":
+        return subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server)
+    if args.command == "capacity":
+        return subjects.ADMIN_CAPACITY, CapacityRequest(server=args.server, capacity=args.capacity)
+    return subjects.SIM_FAULT, FaultRequest(server=args.server, fault=Fault(args.fault))
 
 
 async def _admin(bus: Bus, subject: str, request: Message) -> int:

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Message)
 
+INITIAL_CONNECT_ATTEMPTS = 2
+"""Tries of the first connection before the cluster counts as unreachable."""
+
 EVENT_DUPLICATE_WINDOW_S = 600.0
 """Re-publishing a decision within this window after a crash is de-duplicated (R11)."""
 
@@ -89,12 +92,16 @@ class Bus:
                 allow_reconnect=reconnect,
                 connect_timeout=connect_timeout,
                 reconnect_time_wait=0.25,
-                max_reconnect_attempts=-1 if reconnect else 0,
+                # nats-py retries a refused first connection forever unless attempts are
+                # bounded; bound them for the first connection only.
+                max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
                 ping_interval=ping_interval,
                 max_outstanding_pings=2,
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
+        if reconnect:
+            nc.options["max_reconnect_attempts"] = -1  # once connected, never give up
         return cls(nc, name)
 
     async def announce(self, name: str, description: str, **metadata: str) -> None:

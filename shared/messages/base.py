@@ -21,7 +21,7 @@ Epoch = Annotated[int, Field(ge=0, description="Fencing token of a camera assign
 class Message(BaseModel):
     """A message on the bus. Unknown keys are refused, instances are immutable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     SCHEMA_VERSION: ClassVar[int] = 1
     schema_version: int = Field(1, ge=1, le=1, description="Version of this message's schema.")

@@ -41,7 +41,7 @@ class MoveReason(StrEnum):
 class Event(Message):
     """Fields every event carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
     time: datetime = Field(default_factory=utc_now, description="When it was decided (UTC).")
 

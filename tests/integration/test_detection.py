@@ -68,7 +68,7 @@ async def test_r2_network_cut_fails_over_only_after_the_timeout_and_a_failed_pro
         15,
         "rs-1 network_failed and its cameras re-hosted",
     )
-    assert time.monotonic() - cut_at >= 3.0
+    assert time.monotonic() - cut_at >= 3.0 - 0.2  # the last heartbeat came up to 0.2 s earlier
     assert all(c["host"] in ("rs-2", "rs-3") for c in cameras_of(doc, "rs-1"))
     failures = [e for _, e in await cluster.events() if isinstance(e, ServerFailed)]
     assert [(f.server, f.cause) for f in failures] == [("rs-1", "network")]
