@@ -60,7 +60,32 @@ def build(
             }
             for a, b in gaps
         ],
+        "handovers": _handovers(held, length),
     }
+
+
+def _epoch(segment: Segment) -> int:
+    return int(segment.name.rsplit("_e", 1)[1].removesuffix(".seg"))
+
+
+def _handovers(held: dict[str, tuple[Segment, ...]], length: timedelta) -> list[dict[str, Any]]:
+    """Every change of epoch (a move) and the recording gap it left, in milliseconds;
+    a negative gap is an overlap (both servers recorded for a moment)."""
+    ordered = sorted((seg for segs in held.values() for seg in segs), key=lambda s: s.start)
+    moves = []
+    for before, after in itertools.pairwise(ordered):
+        if _epoch(before) == _epoch(after):
+            continue
+        gap = after.start - (before.start + length)
+        moves.append(
+            {
+                "from_epoch": _epoch(before),
+                "to_epoch": _epoch(after),
+                "at": after.start.isoformat(),
+                "gap_ms": round(gap.total_seconds() * 1000),
+            }
+        )
+    return moves
 
 
 def typical_spacing(held: dict[str, tuple[Segment, ...]], default: float = 1.0) -> float:
@@ -81,7 +106,7 @@ def _ranges(
     for server, segments in held.items():
         current: Range | None = None
         for seg in sorted(segments, key=lambda s: s.start):
-            epoch = int(seg.name.rsplit("_e", 1)[1].removesuffix(".seg"))
+            epoch = _epoch(seg)
             if current is not None and seg.start - current.end <= slack:
                 current.end = max(current.end, seg.start + length)
                 current.segments += 1

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import TypeVar
 
+from services.cli.footage import timeline_document
 from shared import subjects
 from shared.messages import Message, SyncCompleted, SyncFailed, SyncProgress, SyncStarted
 from tests.helpers import eventually, metric
@@ -112,6 +113,20 @@ async def test_r9_footage_recorded_elsewhere_reaches_home_verified_and_hosts_let
     assert progress
     assert progress[-1].segments_done == progress[-1].segments_total
     assert progress[-1].jobs_open == 0
+
+    # The timeline: all footage is home now; the only holes are at the failover (detection
+    # and move) and the failback handover (release, then claim), each in milliseconds.
+    assert cluster.bus is not None
+    for cam in AWAY:
+        timeline = await timeline_document(cluster.bus, cam)
+        assert {r["server"] for r in timeline["ranges"]} == {"rs-1"}, timeline["ranges"]
+        assert timeline["unreachable"] == []
+        assert len(timeline["gaps"]) <= 2, timeline["gaps"]
+        assert all(g["ms"] < 3000 for g in timeline["gaps"]), timeline["gaps"]
+        moves = timeline["handovers"]
+        assert len(moves) == 2, moves  # failover to the host, failback home
+        assert moves[0]["from_epoch"] < moves[0]["to_epoch"] < moves[1]["to_epoch"]
+        assert all(-3000 < m["gap_ms"] < 3000 for m in moves), moves
 
 
 async def test_r9_sync_survives_a_killed_sync_process_a_restarted_receiver_and_bad_chunks(
