@@ -39,6 +39,13 @@ class ClusterUnreachableError(BlazeError):
         self.reason = reason
 
 
+class NotABlazeClusterError(BlazeError):
+    """The NATS server answers, but holds no blaze-cluster (no event stream or bucket)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no blaze-cluster on this NATS server ({what} missing); is it running?")
+
+
 class RequestRefusedError(BlazeError):
     """A service refused an administrator's request; ``reason`` says why."""
 

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     failback.add_argument("server")
     capacity = sub.add_parser("capacity", parents=[common], help="change channel capacity")
     capacity.add_argument("server")
-    capacity.add_argument("capacity", type=_count)
+    capacity.add_argument("capacity", type=channel_count)
     sim = sub.add_parser("sim", parents=[common], help="fault injection on a simulated server")
     sim.add_argument("fault", choices=[f.value for f in Fault])
     sim.add_argument("server")
@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(text: str) -> int:
-    value = int(text)
+def channel_count(text: str) -> int:
+    """A channel capacity from the command line: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"capacity must be a whole number, not {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"capacity must be 0 or more, not {value}")
     return value
@@ -94,19 +98,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return _up(args)
         return asyncio.run(_client_command(args))
-    except RequestRefusedError as exc:
-        print(f"blaze: refused: {exc.reason}", file=sys.stderr)
-        return 1
-    except BlazeError as exc:
-        print(f"blaze: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:  # an id or value the messages refuse, e.g. "rs 1"
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"blaze: bad {where}: {first['msg']} (see blaze --help)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # blaze events | head: the reader had enough
+        sys.stderr.close()
+        return 0
+    except (BlazeError, ValidationError) as exc:
+        message, code = _explain(exc)
+        print(f"blaze: {message}", file=sys.stderr)
+        return code
+
+
+def _explain(exc: BlazeError | ValidationError) -> tuple[str, int]:
+    """One line and an exit code: 1 refused by the cluster, 2 anything else."""
+    if isinstance(exc, RequestRefusedError):
+        return f"refused: {exc.reason}", 1
+    if isinstance(exc, ValidationError):  # an id or value the messages refuse, e.g. "rs 1"
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"bad {where}: {first['msg']} (see blaze --help)", 2
+    return str(exc), 2
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ async def status(bus: Bus, data_dir: Path, *, as_json: bool) -> int:
     """Print the cluster's status; exit code 2 when placement has not written any yet."""
     snapshot = await bus.read_state()
     if snapshot is None:
-        print("blaze: no placement state yet (is the placement service running?)")
+        print("blaze: no placement state yet (is the placement service running?)", file=sys.stderr)
         return 2
     doc = status_document(Placement.model_validate_json(snapshot[0]), _services(data_dir))
     if as_json:

@@ -119,6 +119,7 @@ class SyncService:
             runner = self._runners.pop(event.server, None)
             if runner is not None:
                 runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
             await self._pause_home(event.server, f"home server {event.server} failed again")
 
     def _reconcile(self) -> list[SyncJob]:
@@ -150,13 +151,17 @@ class SyncService:
     async def _save(self, job: SyncJob) -> None:
         assert self._bus is not None
         self.jobs[job.key] = job
+        value = job.model_dump_json().encode()
         try:
             self._revisions[job.key] = await self._bus.write_record(
-                job.key, job.model_dump_json().encode(), self._revisions.get(job.key)
+                job.key, value, self._revisions.get(job.key)
             )
         except WriteConflictError:
-            log.exception("another sync service wrote %s; stopping", job.key)
-            raise
+            # Our own write whose answer was lost (a cancelled runner): the sync service is
+            # the only writer of its jobs, so take the current revision and write again.
+            current = await self._bus.read_records(job.key)
+            revision = current[job.key][1] if job.key in current else None
+            self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
 
     async def _pause_home(self, home: str, reason: str) -> None:
         for job in self._open_jobs(home):

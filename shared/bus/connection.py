@@ -25,6 +25,7 @@ from shared import __version__, subjects
 from shared.errors import (
     ClusterUnreachableError,
     NoRespondersError,
+    NotABlazeClusterError,
     RequestTimeoutError,
     WriteConflictError,
 )
@@ -272,7 +273,10 @@ class Bus:
 
     async def last_event_seq(self) -> int:
         """Sequence of the newest event in the log (0 when empty)."""
-        info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        try:
+            info = await self.js.stream_info(subjects.EVENTS_STREAM)
+        except nats.js.errors.NotFoundError as exc:
+            raise NotABlazeClusterError(f"stream {subjects.EVENTS_STREAM}") from exc
         last: int = info.state.last_seq
         return last
 
@@ -327,7 +331,7 @@ class Bus:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            self._kv = await self.js.key_value(subjects.PLACEMENT_BUCKET)
+            self._kv = await self._key_value(subjects.PLACEMENT_BUCKET)
         return self._kv
 
     async def read_state(self) -> tuple[bytes, int] | None:
@@ -356,8 +360,14 @@ class Bus:
 
     async def _sync_bucket(self) -> Any:
         if self._sync_kv is None:
-            self._sync_kv = await self.js.key_value(subjects.SYNC_BUCKET)
+            self._sync_kv = await self._key_value(subjects.SYNC_BUCKET)
         return self._sync_kv
+
+    async def _key_value(self, bucket: str) -> Any:
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError as exc:
+            raise NotABlazeClusterError(f"bucket {bucket}") from exc
 
     async def read_records(self, prefix: str) -> dict[str, tuple[bytes, int]]:
         """Every record whose key starts with ``prefix``: {key: (value, revision)}."""

