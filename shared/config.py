@@ -53,6 +53,15 @@ class Timing(BaseModel):
         1.0, gt=0, le=60, description="How long placement waits for an agent to answer."
     )
 
+    @model_validator(mode="after")
+    def _window_holds_heartbeats(self) -> Timing:
+        if self.network_timeout <= self.heartbeat_interval:
+            raise ValueError(
+                f"network_timeout ({self.network_timeout} s) must be longer than "
+                f"heartbeat_interval ({self.heartbeat_interval} s), or every server would fail"
+            )
+        return self
+
 
 class Retention(StrEnum):
     """What a failover host does with its copy once the home server has verified it."""

@@ -30,7 +30,13 @@ from services.cli.supervisor import CLUSTER_FILE, Supervisor
 from shared import subjects
 from shared.bus import Bus
 from shared.config import load_config
-from shared.errors import BlazeError, BusError, ClusterUnreachableError, RequestRefusedError
+from shared.errors import (
+    BlazeError,
+    BusError,
+    ClusterUnreachableError,
+    ConfigError,
+    RequestRefusedError,
+)
 from shared.lifecycle import run_until_signalled
 from shared.logs import setup_logging
 from shared.messages import CapacityRequest, FailbackRequest, Fault, FaultRequest, Message, Reply
@@ -121,6 +127,8 @@ def _explain(exc: BlazeError | ValidationError) -> tuple[str, int]:
 
 
 def _up(args: argparse.Namespace) -> int:
+    if args.nats:
+        raise ConfigError("blaze up starts its own nats-server; --nats is for the other commands")
     setup_logging("blaze-up")
     config = load_config(args.config)
     asyncio.run(run_until_signalled(Supervisor(config, args.config, args.data)))

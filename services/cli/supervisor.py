@@ -22,6 +22,8 @@ from services.sim import BlackHoleRelay, fail_storage, repair_storage
 from shared import subjects
 from shared.bus import Bus, NatsServer, embedded_server, free_port
 from shared.config import ClusterConfig, ServerConfig
+from shared.errors import ConfigError
+from shared.lifecycle import die_with_parent
 from shared.messages import Fault, FaultRequest, Message, Reply
 
 log = logging.getLogger("blaze.up")
@@ -68,6 +70,7 @@ class Supervisor:
         """Start everything, keep it alive, stop it all in order."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        _refuse_if_running(self.data_dir)
         self.nats = embedded_server(self.data_dir)
         self.nats.start()
         bus: Bus | None = None
@@ -133,7 +136,11 @@ class Supervisor:
             started = time.monotonic()
             with proc.log_path.open("ab") as out:
                 proc.process = await asyncio.create_subprocess_exec(
-                    *proc.argv, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+                    *proc.argv,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,  # only prctl runs in the child
                 )
             self._write_services_file()
             code = await proc.process.wait()
@@ -255,6 +262,21 @@ class Supervisor:
             "  stop        Ctrl-C",
             flush=True,
         )
+
+
+def _refuse_if_running(data_dir: Path) -> None:
+    """Two clusters on one JetStream store would corrupt it: refuse a second ``blaze up``."""
+    try:
+        pid = int(json.loads((data_dir / CLUSTER_FILE).read_text())["supervisor_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # a cluster that was killed: its file is stale
+    except PermissionError:
+        pass
+    raise ConfigError(f"{data_dir} is in use by another blaze up (pid {pid}); stop it first")
 
 
 def _write_json(path: Path, value: object) -> None:

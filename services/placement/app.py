@@ -248,13 +248,14 @@ class PlacementService:
         slot = self.state.servers.get(request.server)
         if slot is None:
             return Reply(ok=False, reason=f"unknown server {request.server!r}")
+        was = slot.capacity  # read now: the fold may apply the change before we answer
         event = CapacityChanged(server=request.server, capacity=request.capacity, by=request.by)
         await self._bus.publish_event(
             subjects.admin_event(event.type), event, f"capacity-{uuid.uuid4().hex}"
         )
         return Reply(
             ok=True,
-            reason=f"capacity of {request.server} set to {request.capacity} (was {slot.capacity})",
+            reason=f"capacity of {request.server} set to {request.capacity} (was {was})",
         )
 
 

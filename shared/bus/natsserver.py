@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import NatsServerError
+from shared.lifecycle import die_with_parent
 
 MINIMUM_VERSION = (2, 11, 0)
 
@@ -128,6 +129,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl runs in the child)
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
