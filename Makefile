@@ -30,6 +30,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.failover $(ARGS)
+	$(BIN)/python -m bench.sync
 
 clean:
 	rm -rf $(VENV) .blaze .pytest_cache .mypy_cache .ruff_cache

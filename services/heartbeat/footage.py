@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import aiosqlite
@@ -121,10 +122,11 @@ class FootageStore:
         """Answer list, chunk, fetch and drop requests on this server's subjects."""
         self._bus = bus
         sid = self.server_id
-        await bus.serve(subjects.sync_request(sid, "list"), ListSegments, self.list, self._no_list)
-        await bus.serve_bytes(subjects.sync_request(sid, "chunk"), ReadChunk, self.read_chunk)
-        await bus.serve(subjects.sync_request(sid, "fetch"), FetchSegment, self.fetch, _no_fetch)
-        await bus.serve(subjects.sync_request(sid, "drop"), DropSegment, self.drop, _no_drop)
+        verb = partial(subjects.sync_request, sid)
+        await bus.serve(verb("list"), ListSegments, self.list, self._no_list, concurrent=True)
+        await bus.serve_bytes(verb("chunk"), ReadChunk, self.read_chunk, concurrent=True)
+        await bus.serve(verb("fetch"), FetchSegment, self.fetch, _no_fetch, concurrent=True)
+        await bus.serve(verb("drop"), DropSegment, self.drop, _no_drop, concurrent=True)
 
     # ---- the host side ----
 
@@ -221,9 +223,12 @@ class FootageStore:
                 refetched += bad
                 await asyncio.to_thread(_write_at, part, offset, body)
 
-        async with asyncio.TaskGroup() as tg:
-            for offset in range(0, size, step):
-                tg.create_task(one(offset))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for offset in range(0, size, step):
+                    tg.create_task(one(offset))
+        except* (ChunkError, OSError) as failed:
+            raise failed.exceptions[0] from None
         return refetched
 
     async def _chunk(self, request: FetchSegment, offset: int, length: int) -> tuple[bytes, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats
@@ -55,6 +55,7 @@ class Bus:
         self._rejections = OncePerInterval(log)
         self._kv: Any = None
         self._sync_kv: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._service: Any = None
 
     # ---- connection ----
@@ -117,6 +118,8 @@ class Bus:
 
     async def close(self) -> None:
         """Drain and close; safe to call twice."""
+        for task in self._tasks:
+            task.cancel()
         if self.nc.is_closed:
             return
         if self._service is not None:
@@ -184,6 +187,8 @@ class Bus:
         subject: str,
         model: type[M],
         handler: Callable[[M], Awaitable[tuple[bytes, dict[str, str]]]],
+        *,
+        concurrent: bool = False,
     ) -> Any:
         """Answer requests with raw bytes and headers; a malformed request gets an
         empty body with an ``error`` header."""
@@ -197,7 +202,8 @@ class Bus:
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers=headers)
 
-        return await self.nc.subscribe(subject, cb=on_request)
+        callback = self._in_task(on_request) if concurrent else on_request
+        return await self.nc.subscribe(subject, cb=callback)
 
     async def subscribe(
         self,
@@ -222,19 +228,52 @@ class Bus:
         handler: Callable[[M], Awaitable[Message]],
         error_reply: Callable[[str], Message],
         queue: str = "",
+        *,
+        concurrent: bool = False,
     ) -> Any:
-        """Answer requests; a malformed request gets ``error_reply(reason)`` back."""
+        """Answer requests; a malformed request gets ``error_reply(reason)`` back.
+
+        nats-py runs one subscription's callbacks one at a time; with ``concurrent``
+        each request is answered in its own task instead (footage transfers)."""
 
         async def on_request(msg: Msg) -> None:
             parsed = self._validate(msg.subject, msg.data, model)
             if parsed is None:
                 answer = error_reply("malformed request: see blaze's event catalog")
             else:
-                answer = await handler(parsed)
+                answer = await self._answer(msg.subject, handler, parsed, error_reply)
             if msg.reply:
                 await msg.respond(encode(answer))
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_request)
+        callback = self._in_task(on_request) if concurrent else on_request
+        return await self.nc.subscribe(subject, queue=queue, cb=callback)
+
+    async def _answer(
+        self,
+        subject: str,
+        handler: Callable[[M], Awaitable[Message]],
+        request: M,
+        error_reply: Callable[[str], Message],
+    ) -> Message:
+        """The handler's answer; a handler that fails answers with the error, never crashes."""
+        try:
+            return await handler(request)
+        except Exception as exc:  # noqa: BLE001 (a bug or I/O error must not silence a responder)
+            REJECTED.labels(subject=subject.rsplit(".", 1)[0], reason="handler_failed").inc()
+            self._rejections.warning(f"{subject}:handler", "request on %s failed: %r", subject, exc)
+            return error_reply(f"internal error: {type(exc).__name__}: {exc}"[:400])
+
+    def _in_task(
+        self, callback: Callable[[Msg], Coroutine[Any, Any, None]]
+    ) -> Callable[[Msg], Awaitable[None]]:
+        """Run each message's callback as its own task, kept until it ends."""
+
+        async def spawn(msg: Msg) -> None:
+            task = asyncio.create_task(callback(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return spawn
 
     def _validate(self, subject: str, data: bytes, model: type[M]) -> M | None:
         if len(data) > MAX_MESSAGE_BYTES:
