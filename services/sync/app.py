@@ -303,7 +303,8 @@ class SyncService:
                 self.jobs[job.key] = job.model_copy(
                     update={"segments_done": done, "bytes_done": job.bytes_done + moved_bytes}
                 )
-                await self._progress(job.home)
+                if await self._progress(job.home):
+                    await self._save(self.jobs[job.key])  # so blaze sync shows it live
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -347,10 +348,11 @@ class SyncService:
             f"sync-failed-{uuid.uuid4().hex}",
         )
 
-    async def _progress(self, home: str, *, force: bool = False) -> None:
+    async def _progress(self, home: str, *, force: bool = False) -> bool:
+        """Publish the home's progress, at most about once a second; True if it did."""
         now = time.monotonic()
         if not force and now - self._progress_at.get(home, 0.0) < PROGRESS_EVERY_S:
-            return
+            return False
         self._progress_at[home] = now
         jobs = [j for j in self.jobs.values() if j.home == home]
         open_jobs = [j for j in jobs if j.state is not JobState.COMPLETED]
@@ -368,6 +370,7 @@ class SyncService:
         oldest = min((self._started(j) for j in open_jobs), default=None)
         lag = (datetime.now(UTC) - oldest).total_seconds() if oldest and oldest.year > 1 else 0
         SYNC_LAG_SECONDS.labels(server=home).set(max(0.0, lag))
+        return True
 
     def _count(self) -> None:
         counts = dict.fromkeys(JobState, 0)
