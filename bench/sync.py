@@ -30,11 +30,11 @@ from services.cli.footage import timeline_document
 from services.sim.local import LocalCluster, all_home
 from shared.bus import embedded_server
 from shared.config import CameraConfig, ClusterConfig, ServerConfig, SyncSettings, Timing
-from shared.messages import SyncCompleted, SyncStarted
+from shared.messages import JobState, SyncCompleted, SyncJob
 
 HOME = "rs-1"
 CAMERAS = [f"c1-{i}" for i in range(8)]
-SEGMENT_S = 0.02
+SEGMENT_S = 0.05
 
 
 def config() -> ClusterConfig:
@@ -74,21 +74,22 @@ def _away(doc: dict[str, Any]) -> int:
     return sum(1 for c in doc["cameras"] if c["state"] == "failed_over")
 
 
-async def synced(cluster: LocalCluster, within: float) -> tuple[float, int, int]:
-    """Wait until every started job completed; (seconds spent in jobs, segments, bytes)."""
+async def synced(cluster: LocalCluster, jobs: int, within: float) -> tuple[float, int, int]:
+    """Wait until ``jobs`` sync jobs exist and all completed; (seconds spent in jobs,
+    segments, bytes)."""
+    assert cluster.bus is not None
     deadline = time.monotonic() + within
     while True:
-        log = [e for _, e in await cluster.events()]
-        started = [e for e in log if isinstance(e, SyncStarted)]
-        done = [e for e in log if isinstance(e, SyncCompleted)]
-        if started and {(e.camera, e.epoch) for e in started} <= {
-            (e.camera, e.epoch) for e in done
-        }:
-            busy = sum(e.seconds for e in done)  # jobs of one home run one after another
-            return busy, sum(e.segments for e in done), sum(e.bytes for e in done)
+        records = await cluster.bus.read_records("job.")
+        states = [SyncJob.model_validate_json(raw).state for raw, _ in records.values()]
+        if len(states) >= jobs and all(s is JobState.COMPLETED for s in states):
+            break
         if time.monotonic() > deadline:
-            raise TimeoutError("sync did not finish")
+            raise TimeoutError(f"sync did not finish: {len(states)} jobs, states {set(states)}")
         await asyncio.sleep(0.1)
+    done = [e for _, e in await cluster.events() if isinstance(e, SyncCompleted)]
+    busy = sum(e.seconds for e in done)  # jobs of one home run one after another
+    return busy, sum(e.segments for e in done), sum(e.bytes for e in done)
 
 
 def local_copy(files: list[Path], into: Path) -> float:
@@ -109,6 +110,7 @@ async def gaps(cluster: LocalCluster) -> tuple[list[float], list[float]]:
     failback: list[float] = []
     for cam in CAMERAS:
         doc = await timeline_document(cluster.bus, cam)
+        assert not doc["unreachable"], f"timeline of {cam} misses {doc['unreachable']}"
         for i, move in enumerate(doc["handovers"]):
             (failover if i % 2 == 0 else failback).append(move["gap_ms"] / 1000)
     return failover, failback
@@ -125,7 +127,7 @@ async def bench(outages: int, outage_s: float) -> dict[str, Any]:
             await wait_for(cluster, all_home, 60)
             for _ in range(outages):
                 await outage(cluster, outage_s)
-            seconds, segments, size = await synced(cluster, 300)
+            seconds, segments, size = await synced(cluster, outages * len(CAMERAS), 300)
             home_files = sorted(cluster.recording_dir(HOME).glob("*/*.seg"))
             target = root / "copy-target"
             target.mkdir()

@@ -15,7 +15,7 @@ from shared.errors import BusError, RequestRefusedError
 from shared.messages import JobState, ListSegments, SegmentList, SyncJob
 
 BAR_WIDTH = 30
-LIST_TIMEOUT_S = 5.0
+LIST_TIMEOUT_S = 10.0
 
 
 async def sync_document(bus: Bus) -> dict[str, Any]:
@@ -103,7 +103,9 @@ async def timeline_document(bus: Bus, camera: str) -> dict[str, Any]:
 async def _held(bus: Bus, server: str, camera: str) -> SegmentList | None:
     subject = subjects.sync_request(server, "list")
     try:
-        return await bus.request(subject, ListSegments(camera=camera), SegmentList, LIST_TIMEOUT_S)
+        return await bus.request(
+            subject, ListSegments(camera=camera, with_sha256=False), SegmentList, LIST_TIMEOUT_S
+        )
     except BusError:
         return None
 

@@ -133,7 +133,9 @@ class FootageStore:
     async def list(self, request: ListSegments) -> SegmentList:
         """Finished segments of a camera here (of one epoch, or all), oldest first."""
         try:
-            found = await asyncio.to_thread(self._scan, request.camera, request.epoch)
+            found = await asyncio.to_thread(
+                self._scan, request.camera, request.epoch, request.with_sha256
+            )
         except OSError as exc:
             return self._no_list(f"cannot read recordings: {exc.strerror or exc}", request.camera)
         return SegmentList(server=self.server_id, camera=request.camera, segments=found)
@@ -141,13 +143,13 @@ class FootageStore:
     def _no_list(self, reason: str, camera: str = "unknown") -> SegmentList:
         return SegmentList(server=self.server_id, camera=camera, error=reason[:500])
 
-    def _scan(self, camera: str, epoch: int | None) -> tuple[Segment, ...]:
+    def _scan(self, camera: str, epoch: int | None, with_sha256: bool) -> tuple[Segment, ...]:
         directory = self.recording_dir / camera
         if not directory.is_dir():
             return ()
         suffix = f"_e{epoch}.seg" if epoch is not None else ".seg"
         names = sorted(n for n in os.listdir(directory) if n.endswith(suffix) and n[0] != ".")
-        return tuple(_describe(directory / n) for n in names)
+        return tuple(_describe(directory / n, with_sha256=with_sha256) for n in names)
 
     async def read_chunk(self, request: ReadChunk) -> tuple[bytes, dict[str, str]]:
         """One chunk of a segment, with its SHA-256 in a header."""
@@ -186,29 +188,34 @@ class FootageStore:
         """Pull one segment from its source, verify it, and put it in place."""
         assert self._ledger is not None
         seg, camera = request.segment, request.camera
+        if seg.sha256 is None:
+            return FetchResult(ok=False, reason="segment without its SHA-256: cannot verify it")
         final = self.recording_dir / camera / seg.name
         if await self._ledger.has(camera, seg.name, seg.sha256) and final.exists():
             return FetchResult(ok=True, already=True)
-        part = final.with_name(f".{seg.name}.part")
         try:
-            await asyncio.to_thread(_prepare, part, seg.size)
-            refetched = await self._pull(request, part)
-            ok = await asyncio.to_thread(_matches, part, seg)
+            refetched = await self._receive(request, final)
         except ChunkError as exc:
             return FetchResult(ok=False, reason=str(exc))
         except OSError as exc:
             return FetchResult(ok=False, reason=f"storage: {exc.strerror or exc}")
-        if not ok:
-            return FetchResult(
-                ok=False, refetched_chunks=refetched, reason="segment failed its check"
-            )
-        try:
-            await asyncio.to_thread(_commit, part, final)
-        except OSError as exc:
-            return FetchResult(ok=False, reason=f"storage: {exc.strerror or exc}")
+        if refetched is None:
+            return FetchResult(ok=False, reason="segment failed its check")
         await self._ledger.record(camera, seg, request.source)
         SYNC_BYTES_RECEIVED.inc(seg.size)
         return FetchResult(ok=True, refetched_chunks=refetched)
+
+    async def _receive(self, request: FetchSegment, final: Path) -> int | None:
+        """Chunks into ``.<name>.part``, verified, renamed into place: the chunks fetched
+        again, or None if the whole segment failed its check."""
+        seg = request.segment
+        part = final.with_name(f".{seg.name}.part")
+        await asyncio.to_thread(_prepare, part, seg.size)
+        refetched = await self._pull(request, part)
+        if not await asyncio.to_thread(_matches, part, seg):
+            return None
+        await asyncio.to_thread(_commit, part, final)
+        return refetched
 
     async def _pull(self, request: FetchSegment, part: Path) -> int:
         """Fetch every chunk into ``part`` with a bounded number in flight; count re-fetches."""
@@ -265,9 +272,11 @@ def _no_drop(reason: str) -> DropResult:
     return DropResult(ok=False, reason=reason)
 
 
-def _describe(path: Path) -> Segment:
+def _describe(path: Path, *, with_sha256: bool) -> Segment:
     stamp = path.name.split("_e", 1)[0]
     start = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    if not with_sha256:
+        return Segment(name=path.name, size=path.stat().st_size, start=start)
     data = path.read_bytes()
     return Segment(
         name=path.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), start=start

@@ -291,6 +291,7 @@ class SyncService:
                 if not fetched.ok:
                     raise JobBlockedError(f"home {job.home}: {fetched.reason}")
                 refetched += fetched.refetched_chunks
+                assert segment.sha256 is not None  # listed with hashes; fetch verified it
                 drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
                 dropped = await self._ask(job.source, "drop", drop, DropResult)
                 if not dropped.ok:

@@ -25,7 +25,9 @@ class Segment(Message):
         min_length=1, max_length=128, pattern=r"^[0-9TZ.]+_e[0-9]+\.seg$", description="File name."
     )
     size: int = Field(ge=0, le=1 << 34)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="Absent when the list was asked without."
+    )
     start: datetime = Field(description="When recording of this segment began (UTC).")
 
 
@@ -34,6 +36,7 @@ class ListSegments(Message):
 
     camera: CameraId
     epoch: Epoch | None = None
+    with_sha256: bool = Field(True, description="Hash every segment (sync); not for timelines.")
 
 
 class SegmentList(Message):
