@@ -41,7 +41,7 @@ R = TypeVar("R", bound=Message)
 INITIAL_CONNECT_ATTEMPTS = 2
 """Tries of the first connection before the cluster counts as unreachable."""
 
-EVENT_DUPLICATE_WINDOW_S = 600.0
+EVENT_DUPLICATE_WINDOW_S = 7200.0
 """Re-publishing a decision within this window after a crash is de-duplicated (R11)."""
 
 
