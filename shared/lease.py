@@ -1,0 +1,142 @@
+"""Leader lease on a JetStream KV key (groundwork for R12, issue 4).
+
+One key per service in the ``blaze_leases`` bucket. A replica acquires it with
+``create`` (only if absent) carrying a per-message TTL, and renews it about three
+times per TTL with ``update(last=revision)``: compare-and-set, so two replicas can
+never both renew. The revision at acquisition is the replica's *fencing epoch*.
+
+A replica counts itself leader only while its last successful renewal is younger
+than ``ttl - margin`` on its own monotonic clock, so a replica cut off from NATS
+stops acting before the key can expire and another replica take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from shared.bus import Bus
+
+log = logging.getLogger(__name__)
+
+LEASE_BUCKET = "blaze_leases"
+
+
+@dataclass
+class LeaseState:
+    """What one replica knows about its lease."""
+
+    leading: bool = False
+    epoch: int = 0
+    renewed_at: float = 0.0
+
+
+class Lease:
+    """One replica's view of one service's leader lease."""
+
+    def __init__(self, bus: Bus, service: str, holder: str, ttl: float = 3.0) -> None:
+        if ttl < 1.0:
+            raise ValueError(f"lease ttl {ttl} s is too short for NATS TTLs (1 s minimum)")
+        self.bus = bus
+        self.key = service
+        self.holder = holder
+        self.ttl = ttl
+        self.margin = ttl / 3
+        self.state = LeaseState()
+        self.changed = asyncio.Event()
+        self._revision: int | None = None
+        self._kv: Any = None
+
+    @property
+    def leading(self) -> bool:
+        """True only while a renewal succeeded within ``ttl - margin`` (local clock)."""
+        fresh = time.monotonic() - self.state.renewed_at < self.ttl - self.margin
+        return self.state.leading and fresh
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            js = self.bus.js
+            try:
+                self._kv = await js.key_value(LEASE_BUCKET)
+            except nats.js.errors.BucketNotFoundError:
+                self._kv = await js.create_key_value(
+                    api.KeyValueConfig(
+                        bucket=LEASE_BUCKET, history=1, direct=True, limit_marker_ttl=1.0
+                    )
+                )
+        return self._kv
+
+    async def step(self) -> bool:
+        """Renew if leading, else try to acquire; return whether this replica leads."""
+        kv = await self._bucket()
+        value = self.holder.encode()
+        started = time.monotonic()
+        try:
+            if self.state.leading and self._revision is not None:
+                self._revision = await self._renew(value, self._revision)
+            else:
+                self._revision = await kv.create(self.key, value, msg_ttl=self.ttl)
+                self.state.epoch = self._revision
+                log.info("%s leads %s (epoch %d)", self.holder, self.key, self._revision)
+            self._set(leading=True, renewed_at=started)
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            self._set(leading=False)  # someone else holds it
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.debug("lease %s: %s", self.key, exc)  # unreachable: keep the old verdict,
+            # which expires by itself through ``leading``'s freshness check
+        return self.leading
+
+    async def _renew(self, value: bytes, last: int) -> int:
+        """Compare-and-set the key with a fresh TTL (nats-py's ``update`` takes no TTL)."""
+        try:
+            ack = await self.bus.js.publish(
+                f"$KV.{LEASE_BUCKET}.{self.key}",
+                value,
+                headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last)},
+                msg_ttl=self.ttl,
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in (10071, 10164):  # wrong last sequence: someone else holds it
+                raise nats.js.errors.KeyWrongLastSequenceError(description=exc.description) from exc
+            raise
+        revision: int = ack.seq
+        return revision
+
+    def _set(self, *, leading: bool, renewed_at: float | None = None) -> None:
+        was = self.state.leading
+        self.state.leading = leading
+        if renewed_at is not None:
+            self.state.renewed_at = renewed_at
+        if not leading:
+            self._revision = None
+        if was != leading:
+            if not leading:
+                log.warning("%s lost the lease of %s", self.holder, self.key)
+            self.changed.set()
+
+    async def keep(self, stop: asyncio.Event) -> None:
+        """Acquire and renew every ``ttl / 3`` until ``stop``; release on the way out."""
+        try:
+            while not stop.is_set():
+                await self.step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.ttl / 3)
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        """Give the lease up at once (a graceful stop), so a standby need not wait the TTL."""
+        if not self.state.leading or self._revision is None:
+            return
+        kv = await self._bucket()
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            await kv.delete(self.key, last=self._revision)
+        self._set(leading=False)
