@@ -34,7 +34,7 @@ from services.sim.local import LocalCluster, Status, all_home
 from shared import subjects
 from shared.bus import embedded_server
 from shared.bus.natsserver import find_nats_server, server_version
-from shared.config import CameraConfig, ClusterConfig, ServerConfig, Timing
+from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, Timing
 from shared.messages import Heartbeat
 
 RESULTS = Path(__file__).parent / "results"
@@ -81,7 +81,10 @@ def config(network_timeout: float) -> ClusterConfig:
     cameras = [CameraConfig(id=f"c1-{i:02d}", home=FAILING) for i in range(64)]
     cameras += [CameraConfig(id=f"c{s[-1]}-{i:02d}", home=s) for s in OTHERS for i in range(16)]
     timing = Timing(heartbeat_interval=1.0, network_timeout=network_timeout)
-    return ClusterConfig(timing=timing, servers=tuple(servers), cameras=tuple(cameras))
+    detection = Detection(failback_hold_down=0.0, max_failovers=0)  # it cuts rs-1 20 times
+    return ClusterConfig(
+        timing=timing, servers=tuple(servers), cameras=tuple(cameras), detection=detection
+    )
 
 
 async def wait_for(cluster: LocalCluster, pred: Callable[[Status], bool], within: float) -> None:

@@ -29,7 +29,7 @@ from bench.failover import RESULTS, machine, summary, wait_for
 from services.cli.footage import timeline_document
 from services.sim.local import LocalCluster, all_home
 from shared.bus import embedded_server
-from shared.config import CameraConfig, ClusterConfig, ServerConfig, SyncSettings, Timing
+from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, SyncSettings, Timing
 from shared.messages import JobState, SyncCompleted, SyncJob
 
 HOME = "rs-1"
@@ -51,7 +51,10 @@ def config() -> ClusterConfig:
         segment_seconds=SEGMENT_S,
     )
     sync = SyncSettings(segments_in_flight=16)
-    return ClusterConfig(timing=timing, servers=servers, cameras=cameras, sync=sync)
+    detection = Detection(failback_hold_down=0.0, max_failovers=0)  # ten outages in a row
+    return ClusterConfig(
+        timing=timing, servers=servers, cameras=cameras, sync=sync, detection=detection
+    )
 
 
 async def outage(cluster: LocalCluster, seconds: float) -> None:

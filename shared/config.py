@@ -93,6 +93,32 @@ class SyncSettings(BaseModel):
     )
 
 
+class Detection(BaseModel):
+    """Guards on failure detection: mass silence and flapping (R2, R6)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mass_silence_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Hold network failovers while more than this share of servers is silent.",
+    )
+    failback_hold_down: float = Field(
+        3.0, ge=0, le=3600, description="Seconds a server must stay reachable before failback."
+    )
+    max_failovers: int = Field(
+        3,
+        strict=True,
+        ge=0,
+        le=1000,
+        description="Failovers per server per window before automatic failback waits (0: off).",
+    )
+    failover_window: float = Field(
+        600.0, gt=0, le=86400, description="The window of max_failovers, in seconds."
+    )
+
+
 class ServerConfig(BaseModel):
     """One recording server."""
 
@@ -124,6 +150,7 @@ class ClusterConfig(BaseModel):
 
     timing: Timing = Field(default_factory=Timing)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    detection: Detection = Field(default_factory=Detection)
     servers: tuple[ServerConfig, ...] = Field(default=(), alias="server")
     cameras: tuple[CameraConfig, ...] = Field(default=(), alias="camera")
 

@@ -84,6 +84,11 @@ def admin_event(event_type: str) -> str:
     return f"{ROOT}.evt.admin.{event_type}"
 
 
+def alert_event(event_type: str) -> str:
+    """Alerts about the whole fleet, e.g. network failovers held (mass silence)."""
+    return f"{ROOT}.evt.alert.{_token(event_type)}"
+
+
 def sync_request(server_id: str, verb: str) -> str:
     """Footage requests to one agent: ``list``, ``chunk``, ``fetch``, ``drop`` (R9)."""
     return f"{ROOT}.agent.{_token(server_id)}.sync.{_token(verb)}"

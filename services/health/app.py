@@ -16,6 +16,7 @@ from shared.config import ClusterConfig
 from shared.errors import BusError, NoRespondersError, RequestTimeoutError
 from shared.messages import (
     FailbackRequest,
+    FailoversHeld,
     Heartbeat,
     Message,
     ProbeReply,
@@ -36,7 +37,15 @@ class HealthService:
         self.config = config
         self.nats_url = nats_url
         t = config.timing
-        self.detector = Detector(network_timeout=t.network_timeout, reprobe_interval=1.0)
+        guard = config.detection
+        self.detector = Detector(
+            network_timeout=t.network_timeout,
+            reprobe_interval=1.0,
+            hold_down=guard.failback_hold_down,
+            max_failovers=guard.max_failovers,
+            failover_window=guard.failover_window,
+            mass_silence_share=guard.mass_silence_share,
+        )
         self._bus: Bus | None = None
         self._published: Counter[str] = Counter()
         self._publish_lock = asyncio.Lock()
@@ -75,7 +84,7 @@ class HealthService:
             elif isinstance(event, ServerRecovered) and event.server in state:
                 state[event.server] = Liveness.UP
             if event is not None and event.type in _HEALTH_TYPES:
-                self._published[getattr(event, "server", "")] += 1
+                self._published[_about(event)] += 1
         now = time.monotonic()
         for server, liveness in state.items():
             self.detector.watch(server, now, liveness)
@@ -134,14 +143,23 @@ class HealthService:
 
     async def _publish(self, event: HealthEvent) -> None:
         assert self._bus is not None
+        key = _about(event)
+        if isinstance(event, FailoversHeld):
+            subject = subjects.alert_event(event.type)
+        else:
+            subject = subjects.server_event(event.server, event.type)
         async with self._publish_lock:
-            n = self._published[event.server]
-            msg_id = f"health-{event.server}-{n}"
-            await self._bus.publish_event(
-                subjects.server_event(event.server, event.type), event, msg_id
+            n = self._published[key]
+            await self._bus.publish_event(subject, event, f"health-{key}-{n}")
+            self._published[key] = n + 1
+        if isinstance(event, FailoversHeld):
+            log.warning(
+                "%d of %d servers silent at once (%s): network failovers held",
+                len(event.servers),
+                event.total,
+                ", ".join(event.servers),
             )
-            self._published[event.server] = n + 1
-        if isinstance(event, ServerFailed):
+        elif isinstance(event, ServerFailed):
             SERVERS_FAILED.labels(cause=event.cause).inc()
             log.warning("server %s failed (%s): %s", event.server, event.cause, event.detail)
         else:
@@ -165,7 +183,16 @@ _HEALTH_TYPES = {
     "server_silent",
     "storage_repaired",
     "failback_confirmed",
+    "failovers_held",
 }
+
+FLEET = "fleet"
+"""The msg-id key of health's events about the whole fleet rather than one server."""
+
+
+def _about(event: object) -> str:
+    server = getattr(event, "server", None)
+    return server if isinstance(server, str) else FLEET
 
 
 def _refusal(reason: str) -> Message:

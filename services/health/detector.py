@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from shared.messages import (
     FailbackConfirmed,
+    FailoversHeld,
     FailureCause,
     Heartbeat,
     ServerFailed,
@@ -20,7 +21,14 @@ from shared.messages import (
     StorageRepaired,
 )
 
-HealthEvent = ServerFailed | ServerRecovered | ServerSilent | StorageRepaired | FailbackConfirmed
+HealthEvent = (
+    ServerFailed
+    | ServerRecovered
+    | ServerSilent
+    | StorageRepaired
+    | FailbackConfirmed
+    | FailoversHeld
+)
 
 
 class Liveness(StrEnum):
@@ -54,6 +62,8 @@ class ServerView:
     probe_in_flight: bool = False
     next_probe_at: float = 0.0
     silent_reported: bool = False
+    healthy_since: float | None = None
+    failovers: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +72,16 @@ class Detector:
 
     network_timeout: float
     reprobe_interval: float = 1.0
+    hold_down: float = 0.0
+    """Seconds a network-failed server must stay reachable before automatic failback."""
+    max_failovers: int = 0
+    """Failovers of one server within ``failover_window`` after which automatic failback
+    waits until the oldest of them ages out (0: no limit)."""
+    failover_window: float = 600.0
+    mass_silence_share: float = 1.0
+    """Hold network failovers while more than this share of servers is silent."""
     servers: dict[str, ServerView] = field(default_factory=dict)
+    holding: bool = False
 
     def watch(self, server: str, now: float, liveness: Liveness = Liveness.UP) -> None:
         """Start watching a server; a fresh view waits a whole timeout before any probe."""
@@ -73,11 +92,14 @@ class Detector:
         view = self.servers.get(hb.server)
         if view is None or not _is_newer(view, hb):
             return []
+        if now - view.last_seen >= self.network_timeout / 2:
+            view.healthy_since = None  # a gap: the hold-down starts again
         view.boot_id, view.sequence, view.last_seen = hb.boot_id, hb.sequence, now
         view.silent_reported = False
         was_ok, view.storage_ok = view.storage_ok, hb.storage_ok
         if not hb.storage_ok and view.liveness is not Liveness.STORAGE_FAILED:
             view.liveness = Liveness.STORAGE_FAILED
+            view.failovers.append(now)
             detail = hb.storage_error or "storage reported failed"
             return [ServerFailed(server=hb.server, cause=FailureCause.STORAGE, detail=detail)]
         if view.liveness is Liveness.STORAGE_FAILED and hb.storage_ok and not was_ok:
@@ -108,10 +130,7 @@ class Detector:
             return []
         view.probe_in_flight = False
         if view.liveness is Liveness.NETWORK_FAILED:
-            if reachable and now - view.last_seen < self.network_timeout:
-                view.liveness = Liveness.UP
-                return [ServerRecovered(server=server, cause=FailureCause.NETWORK)]
-            return []
+            return self._maybe_recovered(server, view, reachable, now)
         if view.liveness is not Liveness.PROBING:
             return []
         silent_for = now - view.last_seen
@@ -119,14 +138,71 @@ class Detector:
             view.liveness = Liveness.UP
             return []
         if not reachable:
-            view.liveness = Liveness.NETWORK_FAILED
-            detail = f"no heartbeat for {silent_for:.1f} s and the probe failed"
-            return [ServerFailed(server=server, cause=FailureCause.NETWORK, detail=detail)]
+            return self._network_failed(server, view, silent_for, now)
         view.next_probe_at = now + self.reprobe_interval
         if view.silent_reported:
             return []
         view.silent_reported = True
         return [ServerSilent(server=server, silent_for=round(silent_for, 3))]
+
+    def _maybe_recovered(
+        self, server: str, view: ServerView, reachable: bool, now: float
+    ) -> list[Decision]:
+        """R6 with anti-flapping: back only after ``hold_down`` s of health, and not while
+        the server has used up its failovers for the window."""
+        if not reachable or now - view.last_seen >= self.network_timeout:
+            view.healthy_since = None
+            return []
+        if view.healthy_since is None:
+            view.healthy_since = now
+        if now - view.healthy_since < self.hold_down or self._flapping(view, now):
+            return []
+        view.liveness, view.healthy_since = Liveness.UP, None
+        return [ServerRecovered(server=server, cause=FailureCause.NETWORK)]
+
+    def _flapping(self, view: ServerView, now: float) -> bool:
+        view.failovers = [t for t in view.failovers if now - t < self.failover_window]
+        return 0 < self.max_failovers <= len(view.failovers)
+
+    def _network_failed(
+        self, server: str, view: ServerView, silent_for: float, now: float
+    ) -> list[Decision]:
+        """R2's verdict, unless so many servers are silent that the observer is the likelier
+        culprit: then the failover is held and an alert raised once per episode."""
+        silent = self._silent_servers(now)
+        if len(silent) > self.mass_silence_share * len(self.servers):
+            view.next_probe_at = now + self.reprobe_interval
+            if self.holding:
+                return []
+            self.holding = True
+            return [
+                FailoversHeld(
+                    servers=tuple(sorted(silent)),
+                    total=len(self.servers),
+                    share=self.mass_silence_share,
+                )
+            ]
+        self.holding = False
+        view.liveness = Liveness.NETWORK_FAILED
+        view.failovers.append(now)
+        detail = f"no heartbeat for {silent_for:.1f} s and the probe failed"
+        return [ServerFailed(server=server, cause=FailureCause.NETWORK, detail=detail)]
+
+    def _silent_servers(self, now: float) -> list[str]:
+        """Servers silent for a whole timeout: not yet declared, or declared within it."""
+        return [
+            sid
+            for sid, v in self.servers.items()
+            if now - v.last_seen >= self.network_timeout
+            and (
+                v.liveness in (Liveness.UP, Liveness.PROBING)
+                or (
+                    v.liveness is Liveness.NETWORK_FAILED
+                    and v.failovers
+                    and now - v.failovers[-1] < self.network_timeout
+                )
+            )
+        ]
 
     def confirm_failback(self, server: str, now: float, by: str = "admin") -> list[HealthEvent]:
         """R7: the administrator's confirmation; raises ValueError with the reason if refused."""

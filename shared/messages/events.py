@@ -169,6 +169,17 @@ class CommandRefused(Event):
     refusals: tuple[Refusal, ...]
 
 
+class FailoversHeld(Event):
+    """Alert: more than the configured share of servers went silent at once, which points
+    at the observer's own network rather than the fleet; their network failovers are held
+    (storage failures still act) until fewer are silent."""
+
+    type: Literal["failovers_held"] = "failovers_held"
+    servers: tuple[ServerId, ...] = Field(description="The silent servers.")
+    total: int = Field(ge=0, description="Servers watched.")
+    share: float = Field(ge=0, description="The configured mass-silence share.")
+
+
 class SyncStarted(Event):
     """R9: footage of one camera recorded on ``source`` under ``epoch`` starts going home."""
 
@@ -234,6 +245,7 @@ AnyEvent = Annotated[
     | ClaimsConfirmed
     | ReleasesConfirmed
     | CommandRefused
+    | FailoversHeld
     | SyncStarted
     | SyncProgress
     | SyncCompleted

@@ -17,6 +17,7 @@ from shared.bus import NatsServer
 from shared.config import (
     CameraConfig,
     ClusterConfig,
+    Detection,
     Priority,
     ServerConfig,
     SyncSettings,
@@ -55,6 +56,8 @@ def make_config(
         timing=Timing.model_validate({**base, **timing}),
         servers=tuple(ServerConfig(id=s, capacity=c) for s, c in servers.items()),
         cameras=tuple(cams),
+        # No hold-down or flapping limit by default here: tests cut the same server often.
+        detection=Detection(failback_hold_down=0.0, max_failovers=0),
     )
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from shared import subjects
-from shared.messages import Heartbeat, ServerFailed, ServerSilent
+from shared.messages import FailoversHeld, Heartbeat, ServerFailed, ServerSilent
 from tests.helpers import eventually, holds
 from tests.integration.cluster import TestCluster, all_home, cameras_of, make_config, server
 from tests.integration.conftest import StartCluster
@@ -189,3 +189,40 @@ async def test_r7_storage_failback_waits_for_a_confirmation_and_refuses_one_too_
     confirmed = await cluster.confirm_failback("rs-1")
     assert confirmed.ok, confirmed.reason
     await cluster.wait_status(all_home, 15, "rs-1's cameras home after the confirmation")
+
+
+async def test_r2_half_the_fleet_silent_at_once_holds_failovers_and_raises_an_alert(
+    start_cluster: StartCluster,
+) -> None:
+    """R2 guard: two of three servers cut at once look like the observer's own network:
+    no failover, one ``failovers_held`` alert; once one returns, the other fails over."""
+    config = make_config(THREE, CAMS, network_timeout=1.5)
+    config = config.model_copy(
+        update={"detection": config.detection.model_copy(update={"mass_silence_share": 0.5})}
+    )
+    cluster = await start_cluster(config)
+    await cluster.wait_status(all_home, 20, "every camera recording at home")
+    cluster.relays["rs-1"].cut()
+    cluster.relays["rs-2"].cut()
+
+    async def held() -> list[FailoversHeld]:
+        return [e for _, e in await cluster.events() if isinstance(e, FailoversHeld)]
+
+    alerts = await eventually(held, bool, 15, "a failovers_held alert")
+    assert set(alerts[0].servers) == {"rs-1", "rs-2"}
+    await holds(
+        cluster.status,
+        lambda s: all(server(s, sid)["state"] == "online" for sid in ("rs-1", "rs-2")),
+        2.0,
+        "no network failover while two of three are silent",
+    )
+    cluster.relays["rs-2"].restore()
+    await cluster.wait_status(
+        lambda s: (
+            server(s, "rs-1")["state"] == "network_failed"
+            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
+        ),
+        15,
+        "rs-1 fails over once only it is silent",
+    )
+    assert len(await held()) == 1
