@@ -73,7 +73,17 @@ async def run_until_signalled(service: Service) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     await service.run(stop)
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every task waits (for a service that looks stuck)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        logging.getLogger("blaze.tasks").warning("task %s: %s", task.get_name(), where)
 
 
 _PR_SET_PDEATHSIG = 1

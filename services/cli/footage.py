@@ -101,13 +101,15 @@ async def timeline_document(bus: Bus, camera: str) -> dict[str, Any]:
 
 
 async def _held(bus: Bus, server: str, camera: str) -> SegmentList | None:
+    """What one server holds of the camera; None if it cannot say (unreachable, or its
+    listing failed, e.g. failed storage), so the timeline names it instead of a gap."""
     subject = subjects.sync_request(server, "list")
+    ask = ListSegments(camera=camera, with_sha256=False)
     try:
-        return await bus.request(
-            subject, ListSegments(camera=camera, with_sha256=False), SegmentList, LIST_TIMEOUT_S
-        )
+        held = await bus.request(subject, ask, SegmentList, LIST_TIMEOUT_S)
     except BusError:
         return None
+    return None if held.error else held
 
 
 def timeline_tables(doc: dict[str, Any]) -> str:

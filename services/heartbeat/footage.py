@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import uuid
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import aiosqlite
 
 from shared import subjects
+from shared.bounded import for_each
 from shared.bus import Bus
 from shared.config import Retention, SyncSettings
 from shared.errors import BusError
@@ -106,6 +108,7 @@ class FootageStore:
         self.chunk_delay = 0.0  # tests: a slow link, seconds per chunk served
         self._ledger: ReceivedLedger | None = None
         self._bus: Bus | None = None
+        self._fetching: dict[tuple[str, str], asyncio.Future[FetchResult]] = {}
 
     async def open(self, ledger_path: Path) -> None:
         """Open the received-segments ledger; drop partial segments an earlier run left."""
@@ -144,12 +147,15 @@ class FootageStore:
         return SegmentList(server=self.server_id, camera=camera, error=reason[:500])
 
     def _scan(self, camera: str, epoch: int | None, with_sha256: bool) -> tuple[Segment, ...]:
+        if not self.recording_dir.is_dir():  # failed storage: an empty list would be a lie
+            raise NotADirectoryError(f"{self.recording_dir} is not a directory")
         directory = self.recording_dir / camera
         if not directory.is_dir():
             return ()
         suffix = f"_e{epoch}.seg" if epoch is not None else ".seg"
         names = sorted(n for n in os.listdir(directory) if n.endswith(suffix) and n[0] != ".")
-        return tuple(_describe(directory / n, with_sha256=with_sha256) for n in names)
+        found = (_describe(directory / n, with_sha256=with_sha256) for n in names)
+        return tuple(seg for seg in found if seg is not None)
 
     async def read_chunk(self, request: ReadChunk) -> tuple[bytes, dict[str, str]]:
         """One chunk of a segment, with its SHA-256 in a header."""
@@ -185,7 +191,19 @@ class FootageStore:
     # ---- the home side ----
 
     async def fetch(self, request: FetchSegment) -> FetchResult:
-        """Pull one segment from its source, verify it, and put it in place."""
+        """Pull one segment from its source, verify it, and put it in place.
+
+        One pull per segment at a time: a repeated request (a retry after a time-out, a
+        restarted sync service) waits for the pull under way and gets its result."""
+        key = (request.camera, request.segment.name)
+        running = self._fetching.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._fetch_once(request))
+            self._fetching[key] = running
+            running.add_done_callback(lambda _: self._fetching.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _fetch_once(self, request: FetchSegment) -> FetchResult:
         assert self._ledger is not None
         seg, camera = request.segment, request.camera
         if seg.sha256 is None:
@@ -209,7 +227,7 @@ class FootageStore:
         """Chunks into ``.<name>.part``, verified, renamed into place: the chunks fetched
         again, or None if the whole segment failed its check."""
         seg = request.segment
-        part = final.with_name(f".{seg.name}.part")
+        part = final.with_name(f".{seg.name}.{uuid.uuid4().hex[:8]}.part")
         await asyncio.to_thread(_prepare, part, seg.size)
         refetched = await self._pull(request, part)
         if not await asyncio.to_thread(_matches, part, seg):
@@ -220,22 +238,15 @@ class FootageStore:
     async def _pull(self, request: FetchSegment, part: Path) -> int:
         """Fetch every chunk into ``part`` with a bounded number in flight; count re-fetches."""
         size, step = request.segment.size, self.settings.chunk_bytes
-        in_flight = asyncio.Semaphore(self.settings.chunks_in_flight)
         refetched = 0
 
         async def one(offset: int) -> None:
             nonlocal refetched
-            async with in_flight:
-                body, bad = await self._chunk(request, offset, min(step, size - offset))
-                refetched += bad
-                await asyncio.to_thread(_write_at, part, offset, body)
+            body, bad = await self._chunk(request, offset, min(step, size - offset))
+            refetched += bad
+            await asyncio.to_thread(_write_at, part, offset, body)
 
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for offset in range(0, size, step):
-                    tg.create_task(one(offset))
-        except* (ChunkError, OSError) as failed:
-            raise failed.exceptions[0] from None
+        await for_each(range(0, size, step), self.settings.chunks_in_flight, one)
         return refetched
 
     async def _chunk(self, request: FetchSegment, offset: int, length: int) -> tuple[bytes, int]:
@@ -272,9 +283,14 @@ def _no_drop(reason: str) -> DropResult:
     return DropResult(ok=False, reason=reason)
 
 
-def _describe(path: Path, *, with_sha256: bool) -> Segment:
+def _describe(path: Path, *, with_sha256: bool) -> Segment | None:
+    """The segment, or None for a stray file whose name is not a segment's."""
     stamp = path.name.split("_e", 1)[0]
-    start = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    try:
+        start = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        log.warning("ignoring %s: not a segment name", path)
+        return None
     if not with_sha256:
         return Segment(name=path.name, size=path.stat().st_size, start=start)
     data = path.read_bytes()

@@ -19,10 +19,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from services.sync.stints import Stint, StintLog
 from shared import subjects
+from shared.bounded import for_each
 from shared.bus import Bus
-from shared.config import ClusterConfig
+from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
 from shared.messages import (
     DropResult,
@@ -69,6 +72,7 @@ class SyncService:
         self.jobs: dict[str, SyncJob] = {}
         self.stint_of: dict[str, Stint] = {}
         self._revisions: dict[str, int] = {}
+        self._written: dict[str, bytes] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._progress_at: dict[str, float] = {}
@@ -94,14 +98,17 @@ class SyncService:
 
     async def _load_jobs(self, bus: Bus) -> None:
         for key, (raw, revision) in (await bus.read_records("job.")).items():
-            self.jobs[key] = SyncJob.model_validate_json(raw)
             self._revisions[key] = revision
+            try:
+                self.jobs[key] = SyncJob.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("sync job %s unreadable, left aside: %s", key, exc.errors()[0]["msg"])
         log.info("sync resumed with %d jobs", len(self.jobs))
 
     async def _fold_loop(self, bus: Bus) -> None:
         caught_up_at = await bus.last_event_seq()
         if caught_up_at == 0:
-            self._reconcile()
+            await self._reconcile_and_save()
         async with contextlib.aclosing(bus.events()) as log_events:
             async for seq, event in log_events:
                 if event is not None:
@@ -110,6 +117,7 @@ class SyncService:
                         await self._react(event, home)
                 if seq == caught_up_at:
                     await self._reconcile_and_save()
+                    log.info("caught up with the log at %d; %d jobs open", seq, self._open())
 
     async def _react(self, event: Message, home: str | None) -> None:
         """Live events: a failback opens jobs, a failure of a home pauses its jobs."""
@@ -119,7 +127,7 @@ class SyncService:
             runner = self._runners.pop(event.server, None)
             if runner is not None:
                 runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
+                await asyncio.wait([runner], timeout=self.settings.request_timeout)
             await self._pause_home(event.server, f"home server {event.server} failed again")
 
     def _reconcile(self) -> list[SyncJob]:
@@ -157,11 +165,14 @@ class SyncService:
                 job.key, value, self._revisions.get(job.key)
             )
         except WriteConflictError:
-            # Our own write whose answer was lost (a cancelled runner): the sync service is
-            # the only writer of its jobs, so take the current revision and write again.
+            # Our own write whose answer was lost (a cancelled runner) is fine to build on;
+            # anybody else's write means another sync service decides: stop.
             current = await self._bus.read_records(job.key)
-            revision = current[job.key][1] if job.key in current else None
+            stored, revision = current.get(job.key, (b"", 0))
+            if stored != self._written.get(job.key):
+                raise
             self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
+        self._written[job.key] = value
 
     async def _pause_home(self, home: str, reason: str) -> None:
         for job in self._open_jobs(home):
@@ -171,6 +182,9 @@ class SyncService:
                 )
                 await self._failed(job, reason, paused=True)
         self._count()
+
+    def _open(self) -> int:
+        return sum(1 for j in self.jobs.values() if j.state is not JobState.COMPLETED)
 
     def _open_jobs(self, home: str) -> list[SyncJob]:
         return sorted(
@@ -187,7 +201,9 @@ class SyncService:
     def _start_runner(self, home: str) -> None:
         runner = self._runners.get(home)
         if runner is None or runner.done():
-            self._runners[home] = asyncio.create_task(self._run_home(home), name=f"sync-{home}")
+            runner = asyncio.create_task(self._run_home(home), name=f"sync-{home}")
+            runner.add_done_callback(_report_end)
+            self._runners[home] = runner
 
     async def _run_home(self, home: str) -> None:
         """Work through the home's open jobs, oldest footage first; retry what cannot go on."""
@@ -220,31 +236,9 @@ class SyncService:
     async def _run_job(self, job: SyncJob) -> None:
         started = time.monotonic()
         held = await self._list(job)
-        if job.state is JobState.QUEUED or job.segments_total == 0:
-            job = job.model_copy(
-                update={
-                    "state": JobState.RUNNING,
-                    "segments_total": max(job.segments_total, len(held)),
-                    "bytes_total": max(job.bytes_total, sum(s.size for s in held)),
-                }
-            )
-            await self._save(job)
-            await self._publish(
-                SyncStarted(
-                    server=job.home,
-                    camera=job.camera,
-                    source=job.source,
-                    epoch=job.epoch,
-                    segments=job.segments_total,
-                    bytes=job.bytes_total,
-                ),
-                f"sync-started-{job.key}",
-            )
-        elif job.state is JobState.PAUSED:
-            job = job.model_copy(update={"state": JobState.RUNNING, "reason": ""})
-            await self._save(job)
-        done_before = job.segments_total - len(held)
-        job, refetched = await self._move_segments(job, held, done_before)
+        log.info("%s: %d segments to bring home from %s", job.key, len(held), job.source)
+        job = await self._resume(job, held)
+        job, refetched = await self._move_segments(job, held)
         job = job.model_copy(update={"state": JobState.COMPLETED, "reason": ""})
         await self._save(job)
         await self._publish(
@@ -261,6 +255,39 @@ class SyncService:
             f"sync-completed-{job.key}",
         )
 
+    async def _resume(self, job: SyncJob, held: list[Segment]) -> SyncJob:
+        """Totals and progress from what the source still holds (it drops what is home),
+        never from counters of an earlier run: a kill may have lost their last update."""
+        held_bytes = sum(s.size for s in held)
+        done = max(0, job.segments_total - len(held))
+        bytes_done = max(0, job.bytes_total - held_bytes)
+        first_run = job.state is JobState.QUEUED
+        job = SyncJob.model_validate(
+            job.model_dump()
+            | {
+                "state": JobState.RUNNING,
+                "reason": "",
+                "segments_total": done + len(held),
+                "bytes_total": bytes_done + held_bytes,
+                "segments_done": done,
+                "bytes_done": bytes_done,
+            }
+        )
+        await self._save(job)
+        if first_run:
+            await self._publish(
+                SyncStarted(
+                    server=job.home,
+                    camera=job.camera,
+                    source=job.source,
+                    epoch=job.epoch,
+                    segments=job.segments_total,
+                    bytes=job.bytes_total,
+                ),
+                f"sync-started-{job.key}",
+            )
+        return job
+
     async def _list(self, job: SyncJob) -> list[Segment]:
         held = await self._ask(
             job.source,
@@ -272,57 +299,70 @@ class SyncService:
             raise JobBlockedError(f"source {job.source}: {held.error}")
         return list(held.segments)
 
-    async def _move_segments(
-        self, job: SyncJob, held: list[Segment], done_before: int
-    ) -> tuple[SyncJob, int]:
-        """Fetch (home pulls and verifies) then drop (host deletes), a few segments at once."""
-        in_flight = asyncio.Semaphore(self.settings.segments_in_flight)
-        done, moved_bytes, refetched = done_before, 0, 0
+    async def _move_segments(self, job: SyncJob, held: list[Segment]) -> tuple[SyncJob, int]:
+        """Fetch (home pulls and verifies) then drop (host deletes), a few segments at once.
+
+        With retention ``keep`` the source lists what is home already too; the home answers
+        those at once (``already``) and they count as done without a transfer."""
+        keep = self.settings.retention is Retention.KEEP
+        done = 0 if keep else job.segments_done
+        moved_bytes = 0 if keep else job.bytes_done
+        refetched = 0
 
         async def one(segment: Segment) -> None:
             nonlocal done, moved_bytes, refetched
-            async with in_flight:
-                fetched = await self._ask(
-                    job.home,
-                    "fetch",
-                    FetchSegment(source=job.source, camera=job.camera, segment=segment),
-                    FetchResult,
-                )
-                if not fetched.ok:
-                    raise JobBlockedError(f"home {job.home}: {fetched.reason}")
-                refetched += fetched.refetched_chunks
-                assert segment.sha256 is not None  # listed with hashes; fetch verified it
-                drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
-                dropped = await self._ask(job.source, "drop", drop, DropResult)
-                if not dropped.ok:
-                    log.warning("%s kept %s: %s", job.source, segment.name, dropped.reason)
-                done += 1
-                moved_bytes += segment.size
-                if not fetched.already:
-                    SYNC_SEGMENTS.labels(server=job.home).inc()
-                    SYNC_BYTES.labels(server=job.home).inc(segment.size)
-                self.jobs[job.key] = job.model_copy(
-                    update={"segments_done": done, "bytes_done": job.bytes_done + moved_bytes}
-                )
-                if await self._progress(job.home):
-                    await self._save(self.jobs[job.key])  # so blaze sync shows it live
+            fetched = await self._ask(
+                job.home,
+                "fetch",
+                FetchSegment(source=job.source, camera=job.camera, segment=segment),
+                FetchResult,
+                timeout=self._fetch_timeout(segment),
+            )
+            if not fetched.ok:
+                raise JobBlockedError(f"home {job.home}: {fetched.reason}")
+            refetched += fetched.refetched_chunks
+            assert segment.sha256 is not None  # listed with hashes; fetch verified it
+            drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
+            dropped = await self._ask(job.source, "drop", drop, DropResult)
+            if not dropped.ok:  # the job is not done while a copy stays behind
+                raise JobBlockedError(f"{job.source} kept {segment.name}: {dropped.reason}")
+            done += 1
+            moved_bytes += segment.size
+            if not fetched.already:
+                SYNC_SEGMENTS.labels(server=job.home).inc()
+                SYNC_BYTES.labels(server=job.home).inc(segment.size)
+            self.jobs[job.key] = job.model_copy(
+                update={"segments_done": done, "bytes_done": moved_bytes}
+            )
+            if await self._progress(job.home):
+                await self._save(self.jobs[job.key])  # so blaze sync shows it live
 
         try:
-            async with asyncio.TaskGroup() as tg:
-                for segment in held:
-                    tg.create_task(one(segment))
-        except* JobBlockedError as group:
-            first = group.exceptions[0]
-            assert isinstance(first, JobBlockedError)
+            await for_each(held, self.settings.segments_in_flight, one)
+        except JobBlockedError:
             await self._save(self.jobs[job.key])
-            raise first from None
+            raise
         return self.jobs[job.key], refetched
 
-    async def _ask(self, server: str, verb: str, request: Message, reply: type[R]) -> R:
+    def _fetch_timeout(self, segment: Segment) -> float:
+        """A segment's pull takes a step per window of chunks in flight."""
+        chunks = max(1, -(-segment.size // self.settings.chunk_bytes))
+        windows = -(-chunks // self.settings.chunks_in_flight)
+        return self.settings.request_timeout * windows
+
+    async def _ask(
+        self,
+        server: str,
+        verb: str,
+        request: Message,
+        reply: type[R],
+        timeout: float | None = None,
+    ) -> R:
         assert self._bus is not None
         subject = subjects.sync_request(server, verb)
+        wait = timeout or self.settings.request_timeout
         try:
-            return await self._bus.request(subject, request, reply, self.settings.request_timeout)
+            return await self._bus.request(subject, request, reply, wait)
         except BusError as exc:
             raise JobBlockedError(f"{server} unreachable: {exc}") from exc
 
@@ -379,3 +419,9 @@ class SyncService:
             counts[job.state] += 1
         for state, n in counts.items():
             SYNC_JOBS.labels(state=state.value).set(n)
+
+
+def _report_end(runner: asyncio.Task[None]) -> None:
+    """A runner that ends by an error says so (nothing else would ever read it)."""
+    if not runner.cancelled() and (exc := runner.exception()) is not None:
+        log.error("%s ended by an error", runner.get_name(), exc_info=exc)

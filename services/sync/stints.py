@@ -49,7 +49,9 @@ class StintLog:
         """Fold one event in; return a home server whose footage may now move, if any."""
         match event:
             case CameraMoved():
-                self._moved(event)
+                closed = self._moved(event)
+                if closed is not None and closed.away and self.ready(closed.home):
+                    return closed.home  # it may close after its home's failback_completed
             case ServerFailed():
                 self.home_ready[event.server] = False
             case FailbackCompleted():
@@ -57,20 +59,24 @@ class StintLog:
                 return event.server
         return None
 
-    def _moved(self, event: CameraMoved) -> None:
-        previous = self.open.pop(event.camera, None)
-        if previous is not None and previous.epoch != event.epoch:
-            self.closed.append(
-                Stint(
-                    previous.camera,
-                    previous.home,
-                    previous.host,
-                    previous.epoch,
-                    previous.start,
-                    event.time,
-                )
-            )
+    def _moved(self, event: CameraMoved) -> Stint | None:
+        """Open the new stint; return the one this move closed, if any."""
+        previous = self.open.get(event.camera)
+        if previous is not None and previous.epoch == event.epoch:
+            return None  # a repeat of the same move: the stint goes on, from its start
         self.open[event.camera] = Stint(event.camera, event.home, event.to, event.epoch, event.time)
+        if previous is None:
+            return None
+        closed = Stint(
+            previous.camera,
+            previous.home,
+            previous.host,
+            previous.epoch,
+            previous.start,
+            event.time,
+        )
+        self.closed.append(closed)
+        return closed
 
     def ready(self, home: str) -> bool:
         """Whether ``home`` may receive footage (not failed since its last failback)."""

@@ -69,19 +69,21 @@ def _epoch(segment: Segment) -> int:
 
 
 def _handovers(held: dict[str, tuple[Segment, ...]], length: timedelta) -> list[dict[str, Any]]:
-    """Every change of epoch (a move) and the recording gap it left, in milliseconds;
-    a negative gap is an overlap (both servers recorded for a moment)."""
-    ordered = sorted((seg for segs in held.values() for seg in segs), key=lambda s: s.start)
+    """Every move (one epoch to the next, in the order placement decided them) and the
+    recording gap it left, in milliseconds; a negative gap is an overlap (both recorded
+    for a while, e.g. a cut-off server that kept recording under its old epoch)."""
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for seg in (seg for segs in held.values() for seg in segs):
+        first, last = spans.get(_epoch(seg), (seg.start, seg.start))
+        spans[_epoch(seg)] = (min(first, seg.start), max(last, seg.start))
     moves = []
-    for before, after in itertools.pairwise(ordered):
-        if _epoch(before) == _epoch(after):
-            continue
-        gap = after.start - (before.start + length)
+    for before, after in itertools.pairwise(sorted(spans)):
+        gap = spans[after][0] - (spans[before][1] + length)
         moves.append(
             {
-                "from_epoch": _epoch(before),
-                "to_epoch": _epoch(after),
-                "at": after.start.isoformat(),
+                "from_epoch": before,
+                "to_epoch": after,
+                "at": spans[after][0].isoformat(),
                 "gap_ms": round(gap.total_seconds() * 1000),
             }
         )
@@ -89,12 +91,17 @@ def _handovers(held: dict[str, tuple[Segment, ...]], length: timedelta) -> list[
 
 
 def typical_spacing(held: dict[str, tuple[Segment, ...]], default: float = 1.0) -> float:
-    """The segment length, read off the footage: the median spacing of consecutive segments."""
+    """The segment length, read off the footage: the median spacing of consecutive segments
+    of one epoch on one server (copies of other epochs held there do not interleave)."""
+    runs: dict[tuple[str, int], list[datetime]] = {}
+    for server, segments in held.items():
+        for seg in segments:
+            runs.setdefault((server, _epoch(seg)), []).append(seg.start)
     steps = sorted(
-        (b.start - a.start).total_seconds()
-        for segments in held.values()
-        for a, b in itertools.pairwise(segments)
-        if b.start > a.start
+        (b - a).total_seconds()
+        for starts in runs.values()
+        for a, b in itertools.pairwise(sorted(starts))
+        if b > a
     )
     return steps[len(steps) // 2] if steps else default
 

@@ -1,0 +1,34 @@
+"""Work through items with at most ``limit`` at once; the first failure stops the rest.
+
+Not ``asyncio.TaskGroup``: on Python 3.11 a group whose child fails while the parent
+waits in its exit leaves the parent task marked as cancelling, and a later
+``cancelling()`` check (or timeout) then misreads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def for_each(items: Iterable[T], limit: int, work: Callable[[T], Awaitable[None]]) -> None:
+    """``await work(item)`` for every item, ``limit`` at a time; re-raise the first error
+    once the workers have stopped (items not started by then are skipped)."""
+    pending = list(items)
+    pending.reverse()
+    failures: list[Exception] = []
+
+    async def worker() -> None:
+        while pending and not failures:
+            item = pending.pop()
+            try:
+                await work(item)
+            except Exception as exc:  # noqa: BLE001 (handed to the caller below)
+                failures.append(exc)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, limit))))
+    if failures:
+        raise failures[0]
