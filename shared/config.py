@@ -104,6 +104,9 @@ class Detection(BaseModel):
         le=1,
         description="Hold network failovers while more than this share of servers is silent.",
     )
+    mass_silence_max_hold: float = Field(
+        60.0, gt=0, le=86400, description="Longest hold of network failovers, in seconds."
+    )
     failback_hold_down: float = Field(
         3.0, ge=0, le=3600, description="Seconds a server must stay reachable before failback."
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import defaultdict
 from typing import Any
+
+from pydantic import ValidationError
 
 from services.placement.state import Placement
 from services.sync import timeline
@@ -20,9 +23,10 @@ LIST_TIMEOUT_S = 10.0
 
 async def sync_document(bus: Bus) -> dict[str, Any]:
     """Every sync job, and a summary per home server."""
-    jobs = [
-        SyncJob.model_validate_json(raw) for raw, _ in (await bus.read_records("job.")).values()
-    ]
+    jobs = []
+    for raw, _ in (await bus.read_records("job.")).values():
+        with contextlib.suppress(ValidationError):  # the service logs and skips it too
+            jobs.append(SyncJob.model_validate_json(raw))
     homes: dict[str, list[SyncJob]] = defaultdict(list)
     for job in jobs:
         homes[job.home].append(job)

@@ -45,6 +45,7 @@ class HealthService:
             max_failovers=guard.max_failovers,
             failover_window=guard.failover_window,
             mass_silence_share=guard.mass_silence_share,
+            mass_silence_max_hold=guard.mass_silence_max_hold,
         )
         self._bus: Bus | None = None
         self._published: Counter[str] = Counter()

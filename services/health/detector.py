@@ -80,8 +80,11 @@ class Detector:
     failover_window: float = 600.0
     mass_silence_share: float = 1.0
     """Hold network failovers while more than this share of servers is silent."""
+    mass_silence_max_hold: float = 60.0
+    """After holding this long, failovers go ahead: a real mass failure must not be held
+    for ever."""
     servers: dict[str, ServerView] = field(default_factory=dict)
-    holding: bool = False
+    holding_since: float | None = None
 
     def watch(self, server: str, now: float, liveness: Liveness = Liveness.UP) -> None:
         """Start watching a server; a fresh view waits a whole timeout before any probe."""
@@ -114,6 +117,8 @@ class Detector:
 
     def tick(self, now: float) -> list[Decision]:
         """Ask for a probe of every server silent for the whole timeout."""
+        if self.holding_since is not None and not self._too_many_silent(now):
+            self.holding_since = None  # the episode is over: the next one alerts again
         decisions: list[Decision] = []
         for server, view in self.servers.items():
             if view.liveness not in (Liveness.UP, Liveness.PROBING) or view.probe_in_flight:
@@ -170,11 +175,13 @@ class Detector:
         """R2's verdict, unless so many servers are silent that the observer is the likelier
         culprit: then the failover is held and an alert raised once per episode."""
         silent = self._silent_servers(now)
-        if len(silent) > self.mass_silence_share * len(self.servers):
+        too_many = len(silent) > self.mass_silence_share * len(self.servers)
+        held_for = now - self.holding_since if self.holding_since is not None else 0.0
+        if too_many and held_for < self.mass_silence_max_hold:
             view.next_probe_at = now + self.reprobe_interval
-            if self.holding:
+            if self.holding_since is not None:
                 return []
-            self.holding = True
+            self.holding_since = now
             return [
                 FailoversHeld(
                     servers=tuple(sorted(silent)),
@@ -182,11 +189,15 @@ class Detector:
                     share=self.mass_silence_share,
                 )
             ]
-        self.holding = False
+        if not too_many:
+            self.holding_since = None
         view.liveness = Liveness.NETWORK_FAILED
         view.failovers.append(now)
         detail = f"no heartbeat for {silent_for:.1f} s and the probe failed"
         return [ServerFailed(server=server, cause=FailureCause.NETWORK, detail=detail)]
+
+    def _too_many_silent(self, now: float) -> bool:
+        return len(self._silent_servers(now)) > self.mass_silence_share * len(self.servers)
 
     def _silent_servers(self, now: float) -> list[str]:
         """Servers silent for a whole timeout: not yet declared, or declared within it."""

@@ -228,12 +228,16 @@ class FootageStore:
         again, or None if the whole segment failed its check."""
         seg = request.segment
         part = final.with_name(f".{seg.name}.{uuid.uuid4().hex[:8]}.part")
-        await asyncio.to_thread(_prepare, part, seg.size)
-        refetched = await self._pull(request, part)
-        if not await asyncio.to_thread(_matches, part, seg):
-            return None
-        await asyncio.to_thread(_commit, part, final)
-        return refetched
+        try:
+            await asyncio.to_thread(_prepare, part, seg.size)
+            refetched = await self._pull(request, part)
+            if not await asyncio.to_thread(_matches, part, seg):
+                return None
+            await asyncio.to_thread(_commit, part, final)
+            return refetched
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(part.unlink, missing_ok=True)  # gone once committed
 
     async def _pull(self, request: FetchSegment, part: Path) -> int:
         """Fetch every chunk into ``part`` with a bounded number in flight; count re-fetches."""

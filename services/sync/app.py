@@ -72,9 +72,8 @@ class SyncService:
         self.jobs: dict[str, SyncJob] = {}
         self.stint_of: dict[str, Stint] = {}
         self._revisions: dict[str, int] = {}
-        self._written: dict[str, bytes] = {}
+        self._attempted: dict[str, list[bytes]] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
         self._progress_at: dict[str, float] = {}
         self._bus: Bus | None = None
 
@@ -114,10 +113,18 @@ class SyncService:
                 if event is not None:
                     home = self.stints.apply(event)
                     if seq > caught_up_at:
-                        await self._react(event, home)
+                        await self._react_safely(event, home)
                 if seq == caught_up_at:
                     await self._reconcile_and_save()
                     log.info("caught up with the log at %d; %d jobs open", seq, self._open())
+
+    async def _react_safely(self, event: Message, home: str | None) -> None:
+        """A failure to react (the bus down for a moment) must not end the fold: the next
+        failback or restart reconciles what was missed."""
+        try:
+            await self._react(event, home)
+        except (BusError, TimeoutError) as exc:
+            log.warning("could not act on %s now: %s", getattr(event, "type", "?"), exc)
 
     async def _react(self, event: Message, home: str | None) -> None:
         """Live events: a failback opens jobs, a failure of a home pauses its jobs."""
@@ -160,6 +167,8 @@ class SyncService:
         assert self._bus is not None
         self.jobs[job.key] = job
         value = job.model_dump_json().encode()
+        attempted = self._attempted.setdefault(job.key, [])
+        attempted[:] = [*attempted[-2:], value]  # noted before the write: its answer may be lost
         try:
             self._revisions[job.key] = await self._bus.write_record(
                 job.key, value, self._revisions.get(job.key)
@@ -169,10 +178,9 @@ class SyncService:
             # anybody else's write means another sync service decides: stop.
             current = await self._bus.read_records(job.key)
             stored, revision = current.get(job.key, (b"", 0))
-            if stored != self._written.get(job.key):
+            if stored not in attempted:
                 raise
             self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
-        self._written[job.key] = value
 
     async def _pause_home(self, home: str, reason: str) -> None:
         for job in self._open_jobs(home):
@@ -207,17 +215,20 @@ class SyncService:
 
     async def _run_home(self, home: str) -> None:
         """Work through the home's open jobs, oldest footage first; retry what cannot go on."""
-        while self._open_jobs(home):
-            try:
-                waiting = await self._run_open_jobs(home)
-            except Exception:
-                log.exception("sync to %s stumbled; retrying", home)
-                waiting = True
-            self._count()
-            if waiting:
-                await asyncio.sleep(self.settings.retry_seconds)
-        SYNC_LAG_SECONDS.labels(server=home).set(0)
-        await self._progress(home, force=True)
+        while True:
+            while self._open_jobs(home):
+                try:
+                    waiting = await self._run_open_jobs(home)
+                except Exception:
+                    log.exception("sync to %s stumbled; retrying", home)
+                    waiting = True
+                self._count()
+                if waiting:
+                    await asyncio.sleep(self.settings.retry_seconds)
+            SYNC_LAG_SECONDS.labels(server=home).set(0)
+            await self._progress(home, force=True)
+            if not self._open_jobs(home):  # a job may have come while that was published
+                return
 
     async def _run_open_jobs(self, home: str) -> bool:
         """One pass over the home's open jobs; True if some must wait and be retried."""

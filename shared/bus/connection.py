@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Message)
 
+MAX_CONCURRENT_REQUESTS = 32
+"""Requests of one subscription answered at once when it serves them concurrently."""
+
 INITIAL_CONNECT_ATTEMPTS = 2
 """Tries of the first connection before the cluster counts as unreachable."""
 
@@ -198,7 +201,13 @@ class Bus:
             if parsed is None:
                 body, headers = b"", {"error": "malformed request: see blaze's event catalog"}
             else:
-                body, headers = await handler(parsed)
+                try:
+                    body, headers = await handler(parsed)
+                except Exception as exc:  # noqa: BLE001 (answered, never silent)
+                    REJECTED.labels(
+                        subject=msg.subject.rsplit(".", 1)[0], reason="handler_failed"
+                    ).inc()
+                    body, headers = b"", {"error": f"internal error: {type(exc).__name__}"}
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers=headers)
 
@@ -268,10 +277,14 @@ class Bus:
     ) -> Callable[[Msg], Awaitable[None]]:
         """Run each message's callback as its own task, kept until it ends."""
 
+        room = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+
         async def spawn(msg: Msg) -> None:
+            await room.acquire()  # back-pressure: nats-py waits, then counts a slow consumer
             task = asyncio.create_task(callback(msg))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: room.release())
 
         return spawn
 

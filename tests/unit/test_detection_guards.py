@@ -102,3 +102,25 @@ def test_r6_a_server_that_used_up_its_failovers_stays_away_until_the_window_pass
     late = 100.0 + TIMEOUT
     assert _back(d, late - 0.5, 20_000) == []  # 10.5 and 22.5 are both within 100 s
     assert [type(e) for e in _back(d, late + 1.0, 20_001)] == [ServerRecovered]
+
+
+def test_r2_a_second_mass_silence_episode_alerts_again() -> None:
+    """One alert per episode: once fewer are silent, the next episode is reported too."""
+    d = _fleet(3, mass_silence_share=0.5)
+    d.heartbeat(_hb("rs-2", 1), 9.0)
+    assert [type(e) for e in _fail(d, "rs-0", TIMEOUT + 0.5)] == [FailoversHeld]
+    for sid in ("rs-0", "rs-1", "rs-2"):
+        d.heartbeat(_hb(sid, 2), 12.0)
+    d.tick(12.5)  # the episode is over
+    for sid in ("rs-2",):
+        d.heartbeat(_hb(sid, 3), 21.0)
+    assert [type(e) for e in _fail(d, "rs-0", 22.5)] == [FailoversHeld]
+
+
+def test_r2_failovers_go_ahead_after_the_longest_hold() -> None:
+    """A real mass failure is not held for ever: after ``mass_silence_max_hold`` it fails."""
+    d = _fleet(3, mass_silence_share=0.5, mass_silence_max_hold=30.0)
+    d.heartbeat(_hb("rs-2", 1), 9.0)
+    assert [type(e) for e in _fail(d, "rs-0", TIMEOUT + 0.5)] == [FailoversHeld]
+    d.heartbeat(_hb("rs-2", 2), 40.0)
+    assert [type(e) for e in _fail(d, "rs-0", TIMEOUT + 31.0)] == [ServerFailed]
