@@ -51,8 +51,10 @@ EVENT_DUPLICATE_WINDOW_S = 7200.0
 class Bus:
     """One service's connection to the cluster."""
 
-    def __init__(self, nc: Any, name: str) -> None:
+    def __init__(self, nc: Any, name: str, reconnects: list[int] | None = None) -> None:
         self.nc = nc
+        self.reconnects = reconnects if reconnects is not None else [0]
+        """How often the connection came back (``events`` rebuilds its consumer then)."""
         self.js = nc.jetstream(timeout=5.0)
         self.name = name
         self._rejections = OncePerInterval(log)
@@ -82,7 +84,10 @@ class Bus:
         async def disconnected_cb() -> None:
             log.info("disconnected from %s", url)
 
+        reconnects = [0]
+
         async def reconnected_cb() -> None:
+            reconnects[0] += 1
             log.info("reconnected to %s", url)
             if on_reconnect is not None:
                 await on_reconnect()
@@ -107,7 +112,7 @@ class Bus:
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
         if reconnect:
             nc.options["max_reconnect_attempts"] = -1  # once connected, never give up
-        return cls(nc, name)
+        return cls(nc, name, reconnects)
 
     async def announce(self, name: str, description: str, **metadata: str) -> None:
         """Register as a NATS micro service, so ``nats micro ls`` lists it (R13)."""
@@ -337,27 +342,54 @@ class Bus:
 
         Yields ``(seq, event)``; ``event`` is None for a message that does not
         validate (counted and logged), so the caller can still advance past it.
+        nats-py's ordered consumer can stop silently across a reconnect or a server
+        restart: after a reconnect, a quiet second rebuilds it from the last sequence seen.
         """
+        last = after
+        while True:
+            sub = await self._ordered_consumer(last)
+            seen = self.reconnects[0]
+            try:
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        if self.reconnects[0] != seen:
+                            log.info(
+                                "rebuilding the event consumer after a reconnect (at %d)", last
+                            )
+                            break
+                        continue
+                    seq: int = msg.metadata.sequence.stream
+                    if seq <= last:
+                        continue  # a rebuilt consumer may start where we were
+                    last = seq
+                    yield seq, self._parse_event(msg.subject, msg.data)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _ordered_consumer(self, after: int) -> Any:
+        """An ordered consumer from ``after + 1``; retried while JetStream is not back."""
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
         )
         if after == 0:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        sub = await self.js.subscribe(
-            subjects.EVENTS_ALL,
-            stream=subjects.EVENTS_STREAM,
-            ordered_consumer=True,
-            config=config,
-            idle_heartbeat=1.0,
-        )
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                seq: int = msg.metadata.sequence.stream
-                yield seq, self._parse_event(msg.subject, msg.data)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        delay = 0.1
+        while True:
+            try:
+                return await self.js.subscribe(
+                    subjects.EVENTS_ALL,
+                    stream=subjects.EVENTS_STREAM,
+                    ordered_consumer=True,
+                    config=config,
+                    idle_heartbeat=1.0,
+                )
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("event consumer not available yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def replay(self) -> list[tuple[int, AnyEvent | None]]:
         """Every event in the log now, oldest first."""

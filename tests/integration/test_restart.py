@@ -137,3 +137,33 @@ async def _try_request(
         return await cluster.bus.request(subject, command, CommandResult, timeout=1)
     except Exception:
         return None
+
+
+async def test_r11_a_nats_server_restart_does_not_stop_detection_or_placement(
+    start_cluster: StartCluster,
+) -> None:
+    """R11: the nats-server is restarted (same store); every service reconnects, placement's
+    event consumer is rebuilt, and a storage failure afterwards still fails over."""
+    cluster = await start_cluster(make_config({"rs-1": 2, "rs-2": 2}, {"c1": "rs-1"}))
+    await cluster.wait_status(all_home, 20, "c1 home")
+    cluster.nats.stop()
+    cluster.nats.start()
+
+    async def jetstream_back() -> bool:
+        try:
+            await cluster.status()
+        except Exception:  # not answering yet is what we wait out
+            return False
+        return True
+
+    await eventually(jetstream_back, bool, 30, "JetStream answers again")
+    cluster.fail_storage("rs-1")
+    doc = await cluster.wait_status(
+        lambda s: (
+            server(s, "rs-1")["state"] == "storage_failed"
+            and cameras_of(s, "rs-1")[0]["state"] == "failed_over"
+        ),
+        30,
+        "rs-1 storage_failed and c1 failed over after the restart",
+    )
+    assert cameras_of(doc, "rs-1")[0]["host"] == "rs-2"
