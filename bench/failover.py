@@ -183,7 +183,7 @@ async def bench(runs: int, network_runs: int, network_timeout: float) -> dict[st
 
         cluster = LocalCluster(nats, config(network_timeout), root / "cluster", recorder)
         try:
-            await cluster.start()
+            await cluster.start(with_sync=False)  # footage sync would compete for the CPU
             assert cluster.bus is not None
             await cluster.bus.subscribe(subjects.heartbeat(FAILING), Heartbeat, watch.on_heartbeat)
             await wait_for(cluster, all_home, 60)
