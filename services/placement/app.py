@@ -152,14 +152,14 @@ class PlacementService:
             for key, command in wanted.items():
                 if key in self._in_flight or self._next_try.get(key, (0.0, 0.0))[0] > now:
                     continue
-                self._spawn(self._send(key, command, publish=True))
+                self._spawn(self._send(key, command))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, key: CommandKey, command: Command, *, publish: bool) -> None:
+    async def _send(self, key: CommandKey, command: Command) -> None:
         assert self._bus is not None
         self._in_flight.add(key)
         t0 = time.monotonic()
@@ -186,8 +186,7 @@ class PlacementService:
             self._in_flight.discard(key)
         COMMAND_SECONDS.observe(time.monotonic() - t0)
         COMMANDS.labels(action=command.action, outcome="answered").inc()
-        if publish:
-            await self._publish_outcome(result)
+        await self._publish_outcome(result)
 
     async def _publish_outcome(self, result: CommandResult) -> None:
         """The agent's answer goes on the log; the fold picks it up in order."""
@@ -236,9 +235,11 @@ class PlacementService:
             self._send_once(Command(server=hb.server, action=Action.CLAIM, cameras=tuple(again)))
 
     def _send_once(self, command: Command) -> None:
+        """A repair from a heartbeat; what the agent did goes on the log like any other
+        answer (R11), where the fold recognises it as no move of its own."""
         key = (command.server, command.action, command.cameras)
         if key not in self._in_flight:
-            self._spawn(self._send(key, command, publish=False))
+            self._spawn(self._send(key, command))
 
     # ---- the administrator ----
 

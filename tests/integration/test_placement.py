@@ -62,6 +62,19 @@ async def test_r4_failed_servers_cameras_spread_over_free_capacity_never_above_i
         cluster.recording_now, lambda r: not recorded_twice(r), 5, "nothing recorded twice"
     )
     assert recorders["rs-1"] == {}
+
+    async def stray_releases() -> set[str]:
+        log = await cluster.events()
+        return {
+            a.camera
+            for _, e in log
+            if isinstance(e, ReleasesConfirmed) and e.server == "rs-1"
+            for a in e.cameras
+        }
+
+    # R11: that repair is on the log too, not only in placement's own log file.
+    failed_over = {c for c, h in cams.items() if h == "rs-1"}
+    await eventually(stray_releases, lambda got: got >= failed_over, 5, "stray releases logged")
     assert set(recorders["rs-2"]) == {"c21", "c22"} | {
         c["id"] for c in cameras_of(doc, "rs-1") if c["host"] == "rs-2"
     }
