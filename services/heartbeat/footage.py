@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from services.heartbeat.ledger import open_database
 from shared import subjects
 from shared.bounded import for_each
 from shared.bus import Bus
@@ -57,19 +58,13 @@ class ReceivedLedger:
     @classmethod
     async def open(cls, path: Path) -> ReceivedLedger:
         """Open (or create) the ledger file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(
+        return cls(
+            await open_database(
+                path,
                 "CREATE TABLE IF NOT EXISTS received (camera TEXT, name TEXT, sha256 TEXT, "
-                "size INTEGER, source TEXT, verified_at TEXT, PRIMARY KEY (camera, name))"
+                "size INTEGER, source TEXT, verified_at TEXT, PRIMARY KEY (camera, name))",
             )
-            await db.commit()
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db)
+        )
 
     async def has(self, camera: str, name: str, sha256: str) -> bool:
         """Whether this exact segment was received and verified."""

@@ -21,14 +21,11 @@ class EpochLedger:
     @classmethod
     async def open(cls, path: Path) -> EpochLedger:
         """Open (or create) the ledger file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+        db = await open_database(
+            path, "CREATE TABLE IF NOT EXISTS camera_epoch (camera TEXT PRIMARY KEY, epoch INTEGER)"
+        )
+        ledger = cls(db)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS camera_epoch (camera TEXT PRIMARY KEY, epoch INTEGER)"
-            )
-            ledger = cls(db)
             async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
                 ledger._epochs = {camera: epoch async for camera, epoch in rows}
         except BaseException:
@@ -56,3 +53,18 @@ class EpochLedger:
     async def close(self) -> None:
         """Close the database."""
         await self._db.close()
+
+
+async def open_database(path: Path, schema: str) -> aiosqlite.Connection:
+    """Open (or create) one of the agent's SQLite files in WAL mode with its table;
+    closed again if that fails, so no connection is left to the garbage collector."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(schema)
+        await db.commit()
+    except BaseException:
+        await db.close()
+        raise
+    return db

@@ -58,8 +58,7 @@ class Bus:
         self.js = nc.jetstream(timeout=5.0)
         self.name = name
         self._rejections = OncePerInterval(log)
-        self._kv: Any = None
-        self._sync_kv: Any = None
+        self._buckets: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._service: Any = None
 
@@ -170,13 +169,8 @@ class Bus:
 
     async def request(self, subject: str, message: Message, reply: type[R], timeout: float) -> R:
         """Request/reply with a typed answer; NoRespondersError or RequestTimeoutError."""
-        try:
-            msg = await self.nc.request(subject, encode(message), timeout=timeout)
-        except nats.errors.NoRespondersError as exc:
-            raise NoRespondersError(subject) from exc
-        except (TimeoutError, nats.errors.TimeoutError) as exc:
-            raise RequestTimeoutError(subject, timeout) from exc
-        return reply.model_validate_json(msg.data)
+        data, _ = await self.request_bytes(subject, message, timeout)
+        return reply.model_validate_json(data)
 
     async def request_bytes(
         self, subject: str, message: Message, timeout: float
@@ -413,10 +407,13 @@ class Bus:
 
     # ---- placement state (KV, compare-and-set) ------------------------------------------------
 
-    async def _bucket(self) -> Any:
-        if self._kv is None:
-            self._kv = await self._key_value(subjects.PLACEMENT_BUCKET)
-        return self._kv
+    async def _bucket(self, bucket: str = subjects.PLACEMENT_BUCKET) -> Any:
+        if bucket not in self._buckets:
+            try:
+                self._buckets[bucket] = await self.js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError as exc:
+                raise NotABlazeClusterError(f"bucket {bucket}") from exc
+        return self._buckets[bucket]
 
     async def read_state(self) -> tuple[bytes, int] | None:
         """The placement snapshot and its revision, or None if never written."""
@@ -431,31 +428,15 @@ class Bus:
 
     async def write_state(self, value: bytes, revision: int | None) -> int:
         """Write the snapshot if nobody else did since ``revision`` (None: must not exist)."""
-        kv = await self._bucket()
-        key = subjects.PLACEMENT_STATE_KEY
-        try:
-            if revision is None:
-                return int(await kv.create(key, value))
-            return int(await kv.update(key, value, last=revision))
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise WriteConflictError(key, str(exc)) from exc
+        return await _compare_and_set(
+            await self._bucket(), subjects.PLACEMENT_STATE_KEY, value, revision
+        )
 
     # ---- keyed records (sync jobs; KV, compare-and-set per key) -------------------------------
 
-    async def _sync_bucket(self) -> Any:
-        if self._sync_kv is None:
-            self._sync_kv = await self._key_value(subjects.SYNC_BUCKET)
-        return self._sync_kv
-
-    async def _key_value(self, bucket: str) -> Any:
-        try:
-            return await self.js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError as exc:
-            raise NotABlazeClusterError(f"bucket {bucket}") from exc
-
     async def read_records(self, prefix: str) -> dict[str, tuple[bytes, int]]:
         """Every record whose key starts with ``prefix``: {key: (value, revision)}."""
-        kv = await self._sync_bucket()
+        kv = await self._bucket(subjects.SYNC_BUCKET)
         try:
             keys = await kv.keys()
         except nats.js.errors.NoKeysError:
@@ -470,10 +451,16 @@ class Bus:
 
     async def write_record(self, key: str, value: bytes, revision: int | None) -> int:
         """Write a record if nobody else did since ``revision`` (None: must not exist)."""
-        kv = await self._sync_bucket()
-        try:
-            if revision is None:
-                return int(await kv.create(key, value))
-            return int(await kv.update(key, value, last=revision))
-        except nats.js.errors.KeyWrongLastSequenceError as exc:
-            raise WriteConflictError(key, str(exc)) from exc
+        return await _compare_and_set(
+            await self._bucket(subjects.SYNC_BUCKET), key, value, revision
+        )
+
+
+async def _compare_and_set(kv: Any, key: str, value: bytes, revision: int | None) -> int:
+    """Create (``revision`` None) or update at ``revision``; WriteConflictError if stale."""
+    try:
+        if revision is None:
+            return int(await kv.create(key, value))
+        return int(await kv.update(key, value, last=revision))
+    except nats.js.errors.KeyWrongLastSequenceError as exc:
+        raise WriteConflictError(key, str(exc)) from exc
