@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from services.sync.jobs import about, away_jobs, fetch_timeout, resume
 from services.sync.stints import Stint, StintLog
 from shared import subjects
 from shared.bounded import for_each
@@ -140,15 +141,10 @@ class SyncService:
     def _reconcile(self) -> list[SyncJob]:
         """Level-triggered: a job for every away stint of a ready home; return new ones."""
         created = []
-        for stint in self.stints.closed:
-            if not stint.away:
-                continue
-            job = SyncJob(
-                camera=stint.camera, home=stint.home, source=stint.host, epoch=stint.epoch
-            )
-            self.stint_of[job.key] = stint
-            if job.key not in self.jobs and self.stints.ready(stint.home):
-                self.jobs[job.key] = job
+        for key, (job, stint) in away_jobs(self.stints).items():
+            self.stint_of[key] = stint
+            if key not in self.jobs and self.stints.ready(stint.home):
+                self.jobs[key] = job
                 created.append(job)
         return created
 
@@ -254,10 +250,7 @@ class SyncService:
         await self._save(job)
         await self._publish(
             SyncCompleted(
-                server=job.home,
-                camera=job.camera,
-                source=job.source,
-                epoch=job.epoch,
+                **about(job),
                 segments=job.segments_done,
                 bytes=job.bytes_done,
                 refetched_chunks=refetched,
@@ -267,36 +260,12 @@ class SyncService:
         )
 
     async def _resume(self, job: SyncJob, held: list[Segment]) -> SyncJob:
-        """Totals and progress from what the source still holds (it drops what is home),
-        never from counters of an earlier run: a kill may have lost their last update."""
-        held_bytes = sum(s.size for s in held)
-        done = max(0, job.segments_total - len(held))
-        bytes_done = max(0, job.bytes_total - held_bytes)
         first_run = job.state is JobState.QUEUED
-        job = SyncJob.model_validate(
-            job.model_dump()
-            | {
-                "state": JobState.RUNNING,
-                "reason": "",
-                "segments_total": done + len(held),
-                "bytes_total": bytes_done + held_bytes,
-                "segments_done": done,
-                "bytes_done": bytes_done,
-            }
-        )
+        job = resume(job, held)
         await self._save(job)
         if first_run:
-            await self._publish(
-                SyncStarted(
-                    server=job.home,
-                    camera=job.camera,
-                    source=job.source,
-                    epoch=job.epoch,
-                    segments=job.segments_total,
-                    bytes=job.bytes_total,
-                ),
-                f"sync-started-{job.key}",
-            )
+            started = SyncStarted(**about(job), segments=job.segments_total, bytes=job.bytes_total)
+            await self._publish(started, f"sync-started-{job.key}")
         return job
 
     async def _list(self, job: SyncJob) -> list[Segment]:
@@ -327,7 +296,7 @@ class SyncService:
                 "fetch",
                 FetchSegment(source=job.source, camera=job.camera, segment=segment),
                 FetchResult,
-                timeout=self._fetch_timeout(segment),
+                timeout=fetch_timeout(self.settings, segment),
             )
             if not fetched.ok:
                 raise JobBlockedError(f"home {job.home}: {fetched.reason}")
@@ -354,12 +323,6 @@ class SyncService:
             await self._save(self.jobs[job.key])
             raise
         return self.jobs[job.key], refetched
-
-    def _fetch_timeout(self, segment: Segment) -> float:
-        """A segment's pull takes a step per window of chunks in flight."""
-        chunks = max(1, -(-segment.size // self.settings.chunk_bytes))
-        windows = -(-chunks // self.settings.chunks_in_flight)
-        return self.settings.request_timeout * windows
 
     async def _ask(
         self,
@@ -389,14 +352,7 @@ class SyncService:
     async def _failed(self, job: SyncJob, reason: str, *, paused: bool) -> None:
         log.warning("sync of %s from %s: %s", job.camera, job.source, reason)
         await self._publish(
-            SyncFailed(
-                server=job.home,
-                camera=job.camera,
-                source=job.source,
-                epoch=job.epoch,
-                reason=reason[:500],
-                paused=paused,
-            ),
+            SyncFailed(**about(job), reason=reason[:500], paused=paused),
             f"sync-failed-{uuid.uuid4().hex}",
         )
 
