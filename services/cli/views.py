@@ -16,12 +16,13 @@ from shared.messages import AnyEvent
 
 def status_document(state: Placement, services: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``blaze status --json`` object."""
+    loads = state.loads()
     servers = [
         {
             "id": s.id,
             "state": s.state.value,
             "capacity": s.capacity,
-            "hosting": state.load(s.id),
+            "hosting": loads[s.id],
             "storage": "ok" if s.storage_ok else "failed",
         }
         for s in state.servers.values()

@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter
 
-from services.health.detector import Decision, Detector, HealthEvent, Liveness, Probe
+from services.health.detector import Decision, Detector, HealthEvent, Probe
 from shared import subjects
 from shared.bus import Bus
 from shared.config import ClusterConfig
@@ -23,7 +23,6 @@ from shared.messages import (
     ProbeRequest,
     Reply,
     ServerFailed,
-    ServerRecovered,
 )
 from shared.metrics import HEARTBEATS_RECEIVED, PROBES, REJECTED, SERVERS_FAILED
 
@@ -76,21 +75,12 @@ class HealthService:
         A restarted detector has no heartbeat history, so every server gets a
         whole network timeout before any probe (a fresh view, R2).
         """
-        state = {s.id: Liveness.UP for s in self.config.servers}
-        for _seq, event in await bus.replay():
-            if isinstance(event, ServerFailed) and event.server in state:
-                state[event.server] = (
-                    Liveness.STORAGE_FAILED if event.cause == "storage" else Liveness.NETWORK_FAILED
-                )
-            elif isinstance(event, ServerRecovered) and event.server in state:
-                state[event.server] = Liveness.UP
-            if event is not None and event.type in _HEALTH_TYPES:
+        events = [event for _seq, event in await bus.replay() if event is not None]
+        for event in events:
+            if event.type in _HEALTH_TYPES:
                 self._published[_about(event)] += 1
-        now = time.monotonic()
-        for server, liveness in state.items():
-            self.detector.watch(server, now, liveness)
-            if liveness is Liveness.STORAGE_FAILED:
-                self.detector.servers[server].storage_ok = False
+        servers = [s.id for s in self.config.servers]
+        self.detector.restore(servers, events, time.monotonic())
 
     async def _on_heartbeat(self, subject: str, hb: Heartbeat) -> None:
         if subjects.server_of_heartbeat(subject) != hb.server:

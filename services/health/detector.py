@@ -7,6 +7,7 @@ out the decisions it returns: probe a server, publish an event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -89,6 +90,23 @@ class Detector:
     def watch(self, server: str, now: float, liveness: Liveness = Liveness.UP) -> None:
         """Start watching a server; a fresh view waits a whole timeout before any probe."""
         self.servers[server] = ServerView(liveness=liveness, last_seen=now)
+
+    def restore(self, servers: Iterable[str], log: Iterable[object], now: float) -> None:
+        """Watch ``servers`` afresh, each failed or up as the event log last said. A
+        restarted detector has no heartbeat history: every server gets a whole timeout."""
+        liveness = dict.fromkeys(servers, Liveness.UP)
+        for event in log:
+            if isinstance(event, ServerFailed) and event.server in liveness:
+                storage = event.cause is FailureCause.STORAGE
+                liveness[event.server] = (
+                    Liveness.STORAGE_FAILED if storage else Liveness.NETWORK_FAILED
+                )
+            elif isinstance(event, ServerRecovered) and event.server in liveness:
+                liveness[event.server] = Liveness.UP
+        for server, state in liveness.items():
+            self.watch(server, now, state)
+            if state is Liveness.STORAGE_FAILED:
+                self.servers[server].storage_ok = False
 
     def heartbeat(self, hb: Heartbeat, now: float) -> list[Decision]:
         """Fold one heartbeat in. Stale or replayed heartbeats change nothing."""

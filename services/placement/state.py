@@ -133,15 +133,20 @@ class Placement(BaseModel):
 
     def load(self, server: str) -> int:
         """Channels in use or reserved on a server."""
-        return sum(1 for c in self.cameras.values() if server in _channels(c))
+        return self.loads().get(server, 0)
 
-    def free_capacity(self) -> dict[str, int]:
-        """Free channels of every server that may take cameras now."""
+    def loads(self) -> dict[str, int]:
+        """Channels in use or reserved on every server, in one pass over the cameras."""
         loads = dict.fromkeys(self.servers, 0)
         for cam in self.cameras.values():
             for server in _channels(cam):
                 if server in loads:
                     loads[server] += 1
+        return loads
+
+    def free_capacity(self) -> dict[str, int]:
+        """Free channels of every server that may take cameras now."""
+        loads = self.loads()
         return {
             sid: max(0, s.capacity - loads[sid])
             for sid, s in self.servers.items()

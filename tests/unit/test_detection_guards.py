@@ -4,7 +4,13 @@ limit keep a flapping server from bouncing its cameras (R2, R6; issue 4)."""
 from __future__ import annotations
 
 from services.health.detector import Detector, Liveness, Probe
-from shared.messages import FailoversHeld, Heartbeat, ServerFailed, ServerRecovered
+from shared.messages import (
+    FailoversHeld,
+    FailureCause,
+    Heartbeat,
+    ServerFailed,
+    ServerRecovered,
+)
 
 TIMEOUT = 10.0
 
@@ -124,3 +130,25 @@ def test_r2_failovers_go_ahead_after_the_longest_hold() -> None:
     assert [type(e) for e in _fail(d, "rs-0", TIMEOUT + 0.5)] == [FailoversHeld]
     d.heartbeat(_hb("rs-2", 2), 40.0)
     assert [type(e) for e in _fail(d, "rs-0", TIMEOUT + 31.0)] == [ServerFailed]
+
+
+def test_r7_a_restarted_detector_restores_each_server_from_the_log() -> None:
+    """R7/R11: storage-failed stays cordoned (and unconfirmable until heartbeats say ok),
+    network-failed stays failed, recovered is up; every server waits a whole timeout."""
+    d = Detector(network_timeout=TIMEOUT)
+    log = [
+        ServerFailed(server="rs-0", cause=FailureCause.STORAGE),
+        ServerFailed(server="rs-1", cause=FailureCause.NETWORK),
+        ServerFailed(server="rs-2", cause=FailureCause.NETWORK),
+        ServerRecovered(server="rs-2", cause=FailureCause.NETWORK),
+        ServerFailed(server="rs-9", cause=FailureCause.NETWORK),  # no longer in the config
+    ]
+    d.restore(["rs-0", "rs-1", "rs-2"], log, now=100.0)
+    assert [d.liveness(s) for s in ("rs-0", "rs-1", "rs-2")] == [
+        Liveness.STORAGE_FAILED,
+        Liveness.NETWORK_FAILED,
+        Liveness.UP,
+    ]
+    assert d.liveness("rs-9") is None
+    assert not d.servers["rs-0"].storage_ok
+    assert d.tick(100.0 + TIMEOUT - 0.1) == []
