@@ -52,6 +52,13 @@ class Timing(BaseModel):
     command_timeout: float = Field(
         1.0, gt=0, le=60, description="How long placement waits for an agent to answer."
     )
+    lease_ttl: float = Field(
+        3.0,
+        ge=1,
+        le=60,
+        description="R12: a service leader's lease; renewed every third of it. A standby "
+        "takes over at most about this long after the leader dies.",
+    )
 
     @model_validator(mode="after")
     def _window_holds_heartbeats(self) -> Timing:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,13 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
+from shared import subjects
 from shared.bus import Bus
+from shared.metrics import LEADER_TERMS, LEADING
 
 log = logging.getLogger(__name__)
 
-LEASE_BUCKET = "blaze_leases"
+LEASE_BUCKET = subjects.LEASE_BUCKET
 
 
 @dataclass
@@ -63,15 +66,11 @@ class Lease:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            js = self.bus.js
             try:
-                self._kv = await js.key_value(LEASE_BUCKET)
+                self._kv = await self.bus.js.key_value(LEASE_BUCKET)
             except nats.js.errors.BucketNotFoundError:
-                self._kv = await js.create_key_value(
-                    api.KeyValueConfig(
-                        bucket=LEASE_BUCKET, history=1, direct=True, limit_marker_ttl=1.0
-                    )
-                )
+                await self.bus.ensure_lease_bucket()
+                self._kv = await self.bus.js.key_value(LEASE_BUCKET)
         return self._kv
 
     async def step(self) -> bool:
@@ -140,3 +139,97 @@ class Lease:
         with contextlib.suppress(TimeoutError, nats.errors.Error):
             await kv.delete(self.key, last=self._revision)
         self._set(leading=False)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One replica's time as leader: its fencing epoch, valid while the lease is fresh."""
+
+    epoch: int
+    lease: Lease
+
+    @property
+    def valid(self) -> bool:
+        """True while this replica still leads under this epoch (check before every act)."""
+        return self.lease.leading and self.lease.state.epoch == self.epoch
+
+
+Leader = Callable[[Term], Coroutine[Any, Any, None]]
+"""What a replica does while it leads; it runs until cancelled."""
+
+WATCH_PERIOD_S = 0.05
+"""How often a replica checks that its lease is still fresh while it leads."""
+
+
+async def lead_while_elected(lease: Lease, lead: Leader, stop: asyncio.Event) -> None:
+    """Keep the lease; whenever this replica leads, run ``lead(term)``; cancel it the moment
+    the lease is no longer fresh (before it can expire for the others, R12).
+
+    ``lead`` must rebuild its state from JetStream every time it starts: a replica that
+    led before and lost the lease knows nothing it can trust. An error in ``lead`` ends
+    the replica (the process exits, its supervisor restarts it)."""
+    keeping = asyncio.Event()
+    keeper = asyncio.create_task(lease.keep(keeping))
+    try:
+        while not stop.is_set():
+            if not await _until_leading(lease, stop, keeper):
+                break
+            await _serve_term(Term(lease.state.epoch, lease), lead, stop)
+    finally:
+        keeping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(keeper, timeout=lease.ttl)
+        LEADING.labels(service=lease.key, replica=lease.holder).set(0)
+
+
+async def _until_leading(lease: Lease, stop: asyncio.Event, keeper: asyncio.Task[None]) -> bool:
+    """Wait until the lease is ours (True) or we are stopped (False)."""
+    while not lease.leading:
+        if keeper.done():
+            keeper.result()  # the keeper died: raise why
+            raise RuntimeError("lease keeper ended")
+        lease.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_either(lease.changed, stop), timeout=WATCH_PERIOD_S * 4)
+        if stop.is_set():
+            return False
+    return True
+
+
+async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
+    """Run one term of leadership until the lease lapses or ``stop``."""
+    service, holder = term.lease.key, term.lease.holder
+    LEADING.labels(service=service, replica=holder).set(1)
+    LEADER_TERMS.labels(service=service).inc()
+    log.info("%s leads %s under epoch %d", holder, service, term.epoch)
+    task = asyncio.create_task(lead(term))
+    try:
+        while not task.done() and term.valid and not stop.is_set():
+            await asyncio.wait([task], timeout=WATCH_PERIOD_S)
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.wait([task])
+        LEADING.labels(service=service, replica=holder).set(0)
+    if task.cancelled():
+        if not stop.is_set():
+            log.warning(
+                "%s stopped leading %s (epoch %d): lease lapsed", holder, service, term.epoch
+            )
+        return
+    error = task.exception()
+    if error is not None and not term.valid:
+        log.warning("%s ended its term of %s after losing the lease: %r", holder, service, error)
+        return
+    task.result()  # an error of a valid leader ends the replica (its supervisor restarts it)
+    if not stop.is_set():
+        raise RuntimeError(f"the {service} leader returned while still leading")
+
+
+async def _either(event: asyncio.Event, stop: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +45,22 @@ def service_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--log-level", default="INFO")
     return parser
+
+
+def replicated_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments of a replicated service (health, placement, sync; R12)."""
+    parser = service_arguments(description)
+    parser.add_argument(
+        "--replica",
+        default=default_replica_name(),
+        help="this replica's name in the leader lease (default: HOST-PID)",
+    )
+    return parser
+
+
+def default_replica_name() -> str:
+    """Unique enough on one host and across hosts; only shown, never relied on."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def service_main(

@@ -23,6 +23,14 @@ COMMAND_SECONDS = Histogram(
     "Round trip of a command to an agent.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+LEADING = Gauge(
+    "blaze_leading",
+    "1 while this replica holds its service's leader lease (R12), else 0.",
+    ["service", "replica"],
+)
+LEADER_TERMS = Counter(
+    "blaze_leader_terms_total", "Terms this replica began as leader (R12).", ["service"]
+)
 SEGMENTS_WRITTEN = Counter("blaze_segments_written_total", "Segments written by a recorder.")
 SEGMENT_WRITE_FAILURES = Counter(
     "blaze_segment_write_failures_total", "Segment writes that failed (storage fault, R3)."

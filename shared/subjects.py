@@ -19,6 +19,8 @@ EVENTS_ALL = f"{ROOT}.evt.>"
 PLACEMENT_BUCKET = "blaze_placement"
 PLACEMENT_STATE_KEY = "state"
 SYNC_BUCKET = "blaze_sync"
+LEASE_BUCKET = "blaze_leases"
+"""One key per replicated service (``health``, ``placement``, ``sync``): its leader (R12)."""
 
 ADMIN_FAILBACK = f"{ROOT}.admin.failback"
 ADMIN_CAPACITY = f"{ROOT}.admin.capacity"

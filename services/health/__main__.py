@@ -7,17 +7,17 @@ import sys
 
 from services.health.app import HealthService
 from shared.config import ClusterConfig
-from shared.lifecycle import service_arguments, service_main
+from shared.lifecycle import replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> HealthService:
     """The health service for this cluster."""
-    return HealthService(config, args.nats)
+    return HealthService(config, args.nats, args.replica)
 
 
 def main() -> int:
     """Run the health service."""
-    return service_main("health", service_arguments("blaze health (failure detection)"), build)
+    return service_main("health", replicated_arguments("blaze health (failure detection)"), build)
 
 
 if __name__ == "__main__":

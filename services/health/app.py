@@ -14,6 +14,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError, NoRespondersError, RequestTimeoutError
+from shared.lease import Lease, Term, lead_while_elected
 from shared.messages import (
     FailbackRequest,
     FailoversHeld,
@@ -30,14 +31,23 @@ log = logging.getLogger(__name__)
 
 
 class HealthService:
-    """Failure detection for the whole cluster."""
+    """Failure detection for the whole cluster: one replica of it leads (R12)."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str) -> None:
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "health") -> None:
         self.config = config
         self.nats_url = nats_url
-        t = config.timing
-        guard = config.detection
-        self.detector = Detector(
+        self.replica = replica
+        self.detector = self._new_detector()
+        self.term: Term | None = None
+        self._bus: Bus | None = None
+        self._published: Counter[str] = Counter()
+        self._publish_lock = asyncio.Lock()
+        self._probes: set[asyncio.Task[None]] = set()
+
+    def _new_detector(self) -> Detector:
+        t = self.config.timing
+        guard = self.config.detection
+        return Detector(
             network_timeout=t.network_timeout,
             reprobe_interval=1.0,
             hold_down=guard.failback_hold_down,
@@ -46,35 +56,54 @@ class HealthService:
             mass_silence_share=guard.mass_silence_share,
             mass_silence_max_hold=guard.mass_silence_max_hold,
         )
-        self._bus: Bus | None = None
-        self._published: Counter[str] = Counter()
-        self._publish_lock = asyncio.Lock()
-        self._probes: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Detect until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, "health")
+        """Stand by, and detect whenever this replica holds the lease, until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, f"health-{self.replica}")
         try:
             await bus.ensure_streams()
-            await bus.announce("blaze-health", "failure detection (R2, R3, R6, R7)")
-            await self._restore(bus)
-            await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat)
-            await bus.serve(subjects.ADMIN_FAILBACK, FailbackRequest, self._on_failback, _refusal)
-            log.info("health watching %d servers", len(self.detector.servers))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._tick_loop(stop))
-                await stop.wait()
+            await bus.announce(
+                "blaze-health", "failure detection (R2, R3, R6, R7)", replica=self.replica
+            )
+            lease = Lease(bus, "health", self.replica, self.config.timing.lease_ttl)
+            await lead_while_elected(lease, self._lead, stop)
         finally:
+            await bus.close()
+
+    async def _lead(self, term: Term) -> None:
+        """One term as leader: a fresh detector restored from the log (R2, R12)."""
+        assert self._bus is not None
+        bus = self._bus
+        self.term = term
+        subscriptions = []
+        try:
+            await self._restore(bus)
+            subscriptions = [
+                await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat),
+                await bus.serve(
+                    subjects.ADMIN_FAILBACK, FailbackRequest, self._on_failback, _refusal
+                ),
+            ]
+            watched = len(self.detector.servers)
+            log.info("health watching %d servers (epoch %d)", watched, term.epoch)
+            await self._tick_loop()
+        finally:
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             for task in self._probes:
                 task.cancel()
-            await bus.close()
+            self.term = None
 
     async def _restore(self, bus: Bus) -> None:
         """Rebuild each server's failure state from the log; watch every server afresh.
 
-        A restarted detector has no heartbeat history, so every server gets a
-        whole network timeout before any probe (a fresh view, R2).
+        A new leader has no heartbeat history, so every server gets a whole
+        network timeout before any probe (a fresh view, R2); storage failures
+        reported in heartbeats still act at once.
         """
+        self.detector = self._new_detector()
+        self._published.clear()
         events = [event for _seq, event in await bus.replay() if event is not None]
         for event in events:
             if event.type in _HEALTH_TYPES:
@@ -89,12 +118,11 @@ class HealthService:
         HEARTBEATS_RECEIVED.inc()
         await self._carry_out(self.detector.heartbeat(hb, time.monotonic()))
 
-    async def _tick_loop(self, stop: asyncio.Event) -> None:
+    async def _tick_loop(self) -> None:
         period = min(0.1, self.config.timing.heartbeat_interval / 5)
-        while not stop.is_set():
+        while True:
             await self._carry_out(self.detector.tick(time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=period)
+            await asyncio.sleep(period)
 
     async def _carry_out(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -139,9 +167,12 @@ class HealthService:
             subject = subjects.alert_event(event.type)
         else:
             subject = subjects.server_event(event.server, event.type)
+        term = self.term
+        if term is None or not term.valid:
+            return  # deposed: the next leader decides again from the log
         async with self._publish_lock:
             n = self._published[key]
-            await self._bus.publish_event(subject, event, f"health-{key}-{n}")
+            await self._bus.publish_event(subject, event, f"health-e{term.epoch}-{key}-{n}")
             self._published[key] = n + 1
         if isinstance(event, FailoversHeld):
             log.warning(
@@ -158,6 +189,8 @@ class HealthService:
 
     async def _on_failback(self, request: FailbackRequest) -> Message:
         """R7: the administrator's confirmation, refused with the reason when premature."""
+        if self.term is None or not self.term.valid:
+            return Reply(ok=False, reason="this health replica no longer leads; try again")
         try:
             events = self.detector.confirm_failback(request.server, time.monotonic(), request.by)
         except ValueError as exc:

@@ -168,6 +168,18 @@ class Agent:
         async with self._command_lock:
             if command.server != self.settings.server_id:
                 return self._refuse_all(command, f"addressed to {command.server}")
+            fence = self._ledger.fence("placement")
+            if command.fence < fence:
+                log.warning(
+                    "refused a %s from a deposed placement leader (epoch %d < %d)",
+                    command.action,
+                    command.fence,
+                    fence,
+                )
+                return self._refuse_all(
+                    command, f"from a deposed placement leader (epoch {command.fence} < {fence})"
+                )
+            await self._ledger.record_fence("placement", command.fence)
             fresh = [a for a in command.cameras if a.epoch >= self._ledger.seen(a.camera)]
             refused = [
                 Refusal(

@@ -1,7 +1,8 @@
-"""The agent's epoch ledger in SQLite: the newest epoch seen per camera, kept across restarts.
+"""The agent's epoch ledger in SQLite: the newest epoch seen per camera and the newest
+placement leader epoch (fence), kept across restarts.
 
 An agent refuses any command older than what it has seen, even after a
-crash, so a stale decision can never take a camera back.
+crash, so a stale decision, or one from a deposed leader, can never take a camera back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class EpochLedger:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._epochs: dict[str, int] = {}
+        self._fences: dict[str, int] = {}
 
     @classmethod
     async def open(cls, path: Path) -> EpochLedger:
@@ -26,8 +28,13 @@ class EpochLedger:
         )
         ledger = cls(db)
         try:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS leader_fence (service TEXT PRIMARY KEY, epoch INTEGER)"
+            )
             async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
                 ledger._epochs = {camera: epoch async for camera, epoch in rows}
+            async with db.execute("SELECT service, epoch FROM leader_fence") as rows:
+                ledger._fences = {service: epoch async for service, epoch in rows}
         except BaseException:
             await db.close()
             raise
@@ -49,6 +56,22 @@ class EpochLedger:
         )
         await self._db.commit()
         self._epochs.update(newer)
+
+    def fence(self, service: str) -> int:
+        """The newest leader epoch seen from a service (0 if never, R12)."""
+        return self._fences.get(service, 0)
+
+    async def record_fence(self, service: str, epoch: int) -> None:
+        """Remember a newer leader epoch, durably, before acting on its command."""
+        if epoch <= self.fence(service):
+            return
+        await self._db.execute(
+            "INSERT INTO leader_fence (service, epoch) VALUES (?, ?) "
+            "ON CONFLICT(service) DO UPDATE SET epoch = excluded.epoch",
+            (service, epoch),
+        )
+        await self._db.commit()
+        self._fences[service] = epoch
 
     async def close(self) -> None:
         """Close the database."""

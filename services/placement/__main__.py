@@ -7,17 +7,19 @@ import sys
 
 from services.placement.app import PlacementService
 from shared.config import ClusterConfig
-from shared.lifecycle import service_arguments, service_main
+from shared.lifecycle import replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> PlacementService:
     """The placement service for this cluster."""
-    return PlacementService(config, args.nats)
+    return PlacementService(config, args.nats, args.replica)
 
 
 def main() -> int:
     """Run the placement service."""
-    return service_main("placement", service_arguments("blaze placement (who records what)"), build)
+    return service_main(
+        "placement", replicated_arguments("blaze placement (who records what)"), build
+    )
 
 
 if __name__ == "__main__":

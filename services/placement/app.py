@@ -23,6 +23,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError
+from shared.lease import Lease, Term, lead_while_elected
 from shared.messages import (
     Action,
     Assignment,
@@ -48,12 +49,14 @@ MISSES_BEFORE_RECLAIM = 2
 
 
 class PlacementService:
-    """The single decider of who records which camera."""
+    """The single decider of who records which camera: one replica of it leads (R12)."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str) -> None:
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "placement") -> None:
         self.config = config
         self.nats_url = nats_url
+        self.replica = replica
         self.state = Placement()
+        self.term: Term | None = None
         self._revision: int | None = None
         self._bus: Bus | None = None
         self._wake_sender = asyncio.Event()
@@ -63,30 +66,62 @@ class PlacementService:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Decide until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, "placement")
+        """Stand by, and decide whenever this replica holds the lease, until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, f"placement-{self.replica}")
         try:
             await bus.ensure_streams()
-            await bus.announce("blaze-placement", "who records which camera (R4-R8, R10)")
+            await bus.announce(
+                "blaze-placement", "who records which camera (R4-R8, R10)", replica=self.replica
+            )
+            lease = Lease(bus, "placement", self.replica, self.config.timing.lease_ttl)
+            await lead_while_elected(lease, self._lead, stop)
+        finally:
+            await bus.close()
+
+    async def _lead(self, term: Term) -> None:
+        """One term as leader: rebuild everything from JetStream, then decide (R11, R12)."""
+        assert self._bus is not None
+        bus = self._bus
+        self.term = term
+        self._forget()
+        subscriptions = []
+        try:
             await self._load(bus)
-            await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat)
-            await bus.serve(subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal)
+            subscriptions = [
+                await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat),
+                await bus.serve(
+                    subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal
+                ),
+            ]
             log.info(
-                "placement resumed at log position %d, epoch %d, %d cameras",
+                "placement resumed at log position %d, epoch %d, %d cameras (fence %d)",
                 self.state.cursor,
                 self.state.next_epoch,
                 len(self.state.cameras),
+                term.epoch,
             )
             async with asyncio.TaskGroup() as tg:
-                loops = [tg.create_task(self._fold_loop()), tg.create_task(self._sender_loop())]
+                tg.create_task(self._fold_loop())
+                tg.create_task(self._sender_loop())
                 self._wake_sender.set()
-                await stop.wait()
-                for loop in loops:
-                    loop.cancel()
         finally:
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             for task in self._tasks:
                 task.cancel()
-            await bus.close()
+            self.term = None
+
+    def _forget(self) -> None:
+        """Nothing from an earlier term is trusted: the state comes from KV again."""
+        self.state = Placement()
+        self._revision = None
+        self._in_flight.clear()
+        self._next_try.clear()
+        self._misses.clear()
+
+    def _leading(self) -> bool:
+        return self.term is not None and self.term.valid
 
     # ---- state: load, fold, commit ----
 
@@ -161,6 +196,10 @@ class PlacementService:
 
     async def _send(self, key: CommandKey, command: Command) -> None:
         assert self._bus is not None
+        term = self.term
+        if term is None or not term.valid:
+            return  # deposed: the new leader sends what is still wanted
+        command = command.model_copy(update={"fence": term.epoch})
         self._in_flight.add(key)
         t0 = time.monotonic()
         try:
@@ -186,7 +225,8 @@ class PlacementService:
             self._in_flight.discard(key)
         COMMAND_SECONDS.observe(time.monotonic() - t0)
         COMMANDS.labels(action=command.action, outcome="answered").inc()
-        await self._publish_outcome(result)
+        if term.valid:
+            await self._publish_outcome(result)
 
     async def _publish_outcome(self, result: CommandResult) -> None:
         """The agent's answer goes on the log; the fold picks it up in order."""

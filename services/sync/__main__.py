@@ -7,17 +7,17 @@ import sys
 
 from services.sync.app import SyncService
 from shared.config import ClusterConfig
-from shared.lifecycle import service_arguments, service_main
+from shared.lifecycle import replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> SyncService:
     """The sync service for this cluster."""
-    return SyncService(config, args.nats)
+    return SyncService(config, args.nats, args.replica)
 
 
 def main() -> int:
     """Run the sync service."""
-    return service_main("sync", service_arguments("blaze sync (footage back home)"), build)
+    return service_main("sync", replicated_arguments("blaze sync (footage back home)"), build)
 
 
 if __name__ == "__main__":

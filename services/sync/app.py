@@ -28,6 +28,7 @@ from shared.bounded import for_each
 from shared.bus import Bus
 from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
+from shared.lease import Lease, Term, lead_while_elected
 from shared.messages import (
     DropResult,
     DropSegment,
@@ -65,10 +66,17 @@ class JobBlockedError(Exception):
 class SyncService:
     """The one decider of which footage goes home, and the driver of its transfer."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str) -> None:
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "sync") -> None:
         self.config = config
         self.settings = config.sync
         self.nats_url = nats_url
+        self.replica = replica
+        self.term: Term | None = None
+        self._bus: Bus | None = None
+        self._forget()
+
+    def _forget(self) -> None:
+        """Nothing from an earlier term is trusted: jobs come from KV, stints from the log."""
         self.stints = StintLog.empty()
         self.jobs: dict[str, SyncJob] = {}
         self.stint_of: dict[str, Stint] = {}
@@ -76,23 +84,32 @@ class SyncService:
         self._attempted: dict[str, list[bytes]] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._progress_at: dict[str, float] = {}
-        self._bus: Bus | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fold the log and move footage until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, "sync")
+        """Stand by, and move footage whenever this replica holds the lease, until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, f"sync-{self.replica}")
         try:
             await bus.ensure_streams()
-            await bus.announce("blaze-sync", "footage back home after failback (R9)")
-            await self._load_jobs(bus)
-            async with asyncio.TaskGroup() as tg:
-                folding = tg.create_task(self._fold_loop(bus))
-                await stop.wait()
-                folding.cancel()
-                for runner in self._runners.values():
-                    runner.cancel()
+            await bus.announce(
+                "blaze-sync", "footage back home after failback (R9)", replica=self.replica
+            )
+            lease = Lease(bus, "sync", self.replica, self.config.timing.lease_ttl)
+            await lead_while_elected(lease, self._lead, stop)
         finally:
             await bus.close()
+
+    async def _lead(self, term: Term) -> None:
+        """One term as leader: jobs from KV, stints from the whole log, then carry on (R12)."""
+        assert self._bus is not None
+        self.term = term
+        self._forget()
+        try:
+            await self._load_jobs(self._bus)
+            await self._fold_loop(self._bus)
+        finally:
+            for runner in self._runners.values():
+                runner.cancel()
+            self.term = None
 
     # ---- the log and the jobs ----
 
@@ -175,7 +192,11 @@ class SyncService:
             current = await self._bus.read_records(job.key)
             stored, revision = current.get(job.key, (b"", 0))
             if stored not in attempted:
-                raise
+                if not self._leading():
+                    raise
+                # A deposed leader wrote last, before it noticed. Our view wins: the
+                # progress itself lives in the home agent's ledger and is re-read on resume.
+                log.warning("sync job %s was written by a deposed leader; overwriting", job.key)
             self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
 
     async def _pause_home(self, home: str, reason: str) -> None:
@@ -186,6 +207,9 @@ class SyncService:
                 )
                 await self._failed(job, reason, paused=True)
         self._count()
+
+    def _leading(self) -> bool:
+        return self.term is not None and self.term.valid
 
     def _open(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state is not JobState.COMPLETED)
@@ -302,6 +326,8 @@ class SyncService:
                 raise JobBlockedError(f"home {job.home}: {fetched.reason}")
             refetched += fetched.refetched_chunks
             assert segment.sha256 is not None  # listed with hashes; fetch verified it
+            if not self._leading():
+                raise JobBlockedError("this sync replica no longer leads")
             drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
             dropped = await self._ask(job.source, "drop", drop, DropResult)
             if not dropped.ok:  # the job is not done while a copy stays behind

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from shared import __version__, subjects
 from shared.errors import (
     ClusterUnreachableError,
+    ConfigError,
     NoRespondersError,
     NotABlazeClusterError,
     RequestTimeoutError,
@@ -61,6 +63,8 @@ class Bus:
         self._buckets: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._service: Any = None
+        self.stream_replicas = 1
+        """Replicas of the event stream and the buckets (R12): one per NATS node, up to 3."""
 
     # ---- connection ----
 
@@ -93,7 +97,7 @@ class Bus:
 
         try:
             nc = await nats.connect(
-                url,
+                servers=cluster_urls(url),
                 name=name,
                 error_cb=error_cb,
                 disconnected_cb=disconnected_cb,
@@ -111,7 +115,9 @@ class Bus:
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
         if reconnect:
             nc.options["max_reconnect_attempts"] = -1  # once connected, never give up
-        return cls(nc, name, reconnects)
+        bus = cls(nc, name, reconnects)
+        bus.stream_replicas = stream_replicas(url)
+        return bus
 
     async def announce(self, name: str, description: str, **metadata: str) -> None:
         """Register as a NATS micro service, so ``nats micro ls`` lists it (R13)."""
@@ -140,26 +146,53 @@ class Bus:
     # ---- JetStream set-up ---------------------------------------------------------------------
 
     async def ensure_streams(self) -> None:
-        """Create the event stream and the placement bucket if missing (idempotent)."""
+        """Create the event stream and the buckets if missing (idempotent), each with
+        ``stream_replicas`` replicas. A fresh NATS cluster may not have elected its
+        JetStream meta leader yet: retried with back-off until it answers."""
         config = api.StreamConfig(
             name=subjects.EVENTS_STREAM,
             subjects=[subjects.EVENTS_ALL],
             storage=api.StorageType.FILE,
             duplicate_window=EVENT_DUPLICATE_WINDOW_S,
             max_msg_size=MAX_MESSAGE_BYTES,
+            num_replicas=self.stream_replicas,
         )
+        await _until_jetstream_answers(lambda: self._add_or_update(config))
+        await _until_jetstream_answers(self._ensure_buckets)
+
+    async def _add_or_update(self, config: api.StreamConfig) -> None:
         try:
             await self.js.add_stream(config)
         except nats.js.errors.BadRequestError:
             await self.js.update_stream(config)
-        await self.js.create_key_value(
+
+    async def _ensure_buckets(self) -> None:
+        await self._ensure_bucket(
             api.KeyValueConfig(
                 bucket=subjects.PLACEMENT_BUCKET, history=1, direct=True, max_value_size=8 << 20
             )
         )
-        await self.js.create_key_value(
+        await self._ensure_bucket(
             api.KeyValueConfig(bucket=subjects.SYNC_BUCKET, history=1, max_value_size=64 << 10)
         )
+        await self.ensure_lease_bucket()
+
+    async def ensure_lease_bucket(self) -> None:
+        """The leader-lease bucket: per-message TTLs, direct gets (reads during a
+        stream-leader change)."""
+        await self._ensure_bucket(
+            api.KeyValueConfig(
+                bucket=subjects.LEASE_BUCKET, history=1, direct=True, limit_marker_ttl=1.0
+            )
+        )
+
+    async def _ensure_bucket(self, config: api.KeyValueConfig) -> None:
+        config.replicas = self.stream_replicas
+        try:
+            await self.js.create_key_value(config)
+        except nats.js.errors.BadRequestError as exc:
+            # It exists with another configuration (another replica count): keep it.
+            log.info("bucket %s kept as it is: %s", config.bucket, exc.description)
 
     # ---- core NATS ----------------------------------------------------------------------------
 
@@ -454,6 +487,65 @@ class Bus:
         return await _compare_and_set(
             await self._bucket(subjects.SYNC_BUCKET), key, value, revision
         )
+
+
+async def read_leases(bus: Bus) -> dict[str, str]:
+    """Which replica holds each service's leader lease now: {service: replica}."""
+    try:
+        kv = await bus.js.key_value(subjects.LEASE_BUCKET)
+        keys = await kv.keys()
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+        return {}
+    holders: dict[str, str] = {}
+    for key in keys:
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+            entry = await kv.get(key)
+            if entry.value:
+                holders[key] = bytes(entry.value).decode(errors="replace")
+    return holders
+
+
+def cluster_urls(url: str) -> list[str]:
+    """``nats://a:4222,nats://b:4222`` as a list: the client fails over between them."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ClusterUnreachableError(url, "no NATS URL given")
+    return urls
+
+
+def stream_replicas(url: str) -> int:
+    """Replicas for the stream and buckets: ``BLAZE_STREAM_REPLICAS``, else one per URL
+    given (a cluster's clients are given every node), at most 3."""
+    chosen = os.environ.get("BLAZE_STREAM_REPLICAS", "")
+    if chosen:
+        if chosen not in ("1", "3", "5"):
+            raise ConfigError(f"BLAZE_STREAM_REPLICAS={chosen!r}: must be 1, 3 or 5")
+        return int(chosen)
+    return 3 if len(cluster_urls(url)) >= 3 else 1
+
+
+JETSTREAM_SETUP_S = 30.0
+"""How long set-up waits for a (fresh, electing) JetStream to answer before giving up."""
+
+
+async def _until_jetstream_answers(step: Callable[[], Awaitable[None]]) -> None:
+    delay, deadline = 0.1, asyncio.get_running_loop().time() + JETSTREAM_SETUP_S
+    while True:
+        try:
+            await step()
+        except (
+            TimeoutError,
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.js.errors.ServiceUnavailableError,
+        ) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("JetStream not ready (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        else:
+            return
 
 
 async def _compare_and_set(kv: Any, key: str, value: bytes, revision: int | None) -> int:

@@ -29,6 +29,11 @@ class Command(Message):
     server: ServerId = Field(description="The agent that must act.")
     action: Action
     cameras: tuple[Assignment, ...] = Field(max_length=100_000)
+    fence: Epoch = Field(
+        0,
+        description="Fencing epoch of the placement leader that sent it: its lease revision "
+        "(R12). An agent refuses a command older than the newest fence it has seen.",
+    )
 
 
 class Refusal(Message):
