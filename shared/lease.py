@@ -1,4 +1,5 @@
-"""Leader lease on a JetStream KV key (groundwork for R12, issue 4).
+"""Leader lease on a JetStream KV key, and the loop that runs a replica's work only while
+it holds it (R12).
 
 One key per service in the ``blaze_leases`` bucket. A replica acquires it with
 ``create`` (only if absent) carrying a per-message TTL, and renews it about three
@@ -84,7 +85,9 @@ class Lease:
             else:
                 self._revision = await kv.create(self.key, value, msg_ttl=self.ttl)
                 self.state.epoch = self._revision
-                log.info("%s leads %s (epoch %d)", self.holder, self.key, self._revision)
+                log.debug(
+                    "%s took the lease of %s (epoch %d)", self.holder, self.key, self._revision
+                )
             self._set(leading=True, renewed_at=started)
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
             self._set(leading=False)  # someone else holds it

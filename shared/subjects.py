@@ -21,6 +21,7 @@ PLACEMENT_STATE_KEY = "state"
 SYNC_BUCKET = "blaze_sync"
 LEASE_BUCKET = "blaze_leases"
 """One key per replicated service (``health``, ``placement``, ``sync``): its leader (R12)."""
+REPLICATED_SERVICES = ("health", "placement", "sync")
 
 ADMIN_FAILBACK = f"{ROOT}.admin.failback"
 ADMIN_CAPACITY = f"{ROOT}.admin.capacity"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus import Bus, NatsServer, embedded_server
+from shared.bus import Bus, NatsCluster, NatsServer, embedded_cluster, embedded_server
 
 
 @pytest.fixture
@@ -25,6 +25,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three clustered nats-server nodes on loopback, JetStream ready (R12)."""
+    cluster = embedded_cluster(tmp_path / "nats-cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """``blaze``: the operator's command line.
 
-    blaze up [--config FILE] [--data DIR]      run the embedded cluster in the foreground
+    blaze up [--config FILE] [--data DIR] [--ha]  run the embedded cluster in the foreground
     blaze status [--json]                      servers, cameras, services
     blaze events [--json] [--follow]           the durable event log, oldest first
     blaze failback SERVER                      confirm a storage repair (R7)
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     up = sub.add_parser("up", parents=[common], help="run the embedded cluster in the foreground")
     up.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
+    up.add_argument(
+        "--ha",
+        action="store_true",
+        help="3 clustered nats-server nodes and two replicas of each service (R12)",
+    )
     status = sub.add_parser("status", parents=[common], help="servers, cameras and services")
     status.add_argument("--json", action="store_true")
     events = sub.add_parser("events", parents=[common], help="the durable event log")
@@ -131,7 +136,7 @@ def _up(args: argparse.Namespace) -> int:
         raise ConfigError("blaze up starts its own nats-server; --nats is for the other commands")
     setup_logging("blaze-up")
     config = load_config(args.config)
-    asyncio.run(run_until_signalled(Supervisor(config, args.config, args.data)))
+    asyncio.run(run_until_signalled(Supervisor(config, args.config, args.data, ha=args.ha)))
     return 0
 
 

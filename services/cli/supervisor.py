@@ -1,5 +1,7 @@
 """``blaze up``: the embedded default. One nats-server, every service as its own process,
 one simulated recording server per ``[[server]]``, each behind a relay that can black-hole it.
+With ``--ha``: three clustered nats-server nodes (R3 streams and buckets) and two
+replicas of each service, one of which leads (R12).
 
 A process that dies is restarted (as a container runtime would) and the restart
 is logged; an agent stopped with ``blaze sim kill`` stays down until ``sim start``.
@@ -18,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.sim import BlackHoleRelay, fail_storage, repair_storage
+from services.sim import RelayGroup, fail_storage, repair_storage
+from services.sim.relay import client_ports
 from shared import subjects
-from shared.bus import Bus, NatsServer, embedded_server, free_port
+from shared.bus import Bus, NatsCluster, NatsServer, embedded_cluster, embedded_server, free_port
 from shared.config import ClusterConfig, ServerConfig
 from shared.errors import ConfigError
 from shared.lifecycle import die_with_parent
@@ -57,12 +60,15 @@ class ManagedProcess:
 class Supervisor:
     """Runs the embedded cluster in the foreground until SIGINT/SIGTERM."""
 
-    def __init__(self, config: ClusterConfig, config_path: Path | None, data_dir: Path) -> None:
+    def __init__(
+        self, config: ClusterConfig, config_path: Path | None, data_dir: Path, *, ha: bool = False
+    ) -> None:
         self.config = config
         self.config_path = config_path.resolve() if config_path else None
         self.data_dir = data_dir.resolve()
-        self.nats: NatsServer | None = None
-        self.relays: dict[str, BlackHoleRelay] = {}
+        self.ha = ha
+        self.nats: NatsServer | NatsCluster | None = None
+        self.relays: dict[str, RelayGroup] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self._stopping = False
 
@@ -71,7 +77,7 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         _refuse_if_running(self.data_dir)
-        self.nats = embedded_server(self.data_dir)
+        self.nats = embedded_cluster(self.data_dir) if self.ha else embedded_server(self.data_dir)
         self.nats.start()
         bus: Bus | None = None
         try:
@@ -79,7 +85,7 @@ class Supervisor:
             await bus.ensure_streams()
             await bus.serve(subjects.SIM_FAULT, FaultRequest, self._on_fault, _refusal)
             for server in self.config.servers:
-                relay = BlackHoleRelay("127.0.0.1", self.nats.config.port, server.id)
+                relay = RelayGroup(client_ports(self.nats), server.id)
                 await relay.start()
                 self.relays[server.id] = relay
             self._plan_processes()
@@ -108,8 +114,12 @@ class Supervisor:
         common = ["--data", str(self.data_dir)]
         if self.config_path is not None:
             common += ["--config", str(self.config_path)]
+        replicas = ("a", "b") if self.ha else ("",)
         for name in ("health", "placement", "sync"):
-            self._add(name, [f"services.{name}", "--nats", self.nats.url, *common])
+            for suffix in replicas:
+                replica = f"{name}-{suffix}" if suffix else name
+                argv = [f"services.{name}", "--nats", self.nats.url, "--replica", replica]
+                self._add(replica, [*argv, *common])
         for server in self.config.servers:
             argv = [
                 "services.heartbeat",
@@ -254,9 +264,12 @@ class Supervisor:
 
     def _announce(self) -> None:
         assert self.nats is not None
+        nodes = "3 clustered nodes, " if self.ha else ""
+        replicas = "two replicas of each service" if self.ha else "one replica of each service"
         print(
-            f"blaze up: {len(self.config.servers)} servers, {len(self.config.cameras)} cameras\n"
-            f"  NATS        {self.nats.url} (monitoring {self.nats.monitor_url})\n"
+            f"blaze up: {len(self.config.servers)} servers, {len(self.config.cameras)} cameras, "
+            f"{replicas}\n"
+            f"  NATS        {nodes}{self.nats.url} (monitoring {self.nats.monitor_url})\n"
             f"  data        {self.data_dir} (logs in {self.data_dir / 'logs'})\n"
             f"  try         blaze status --data {self.data_dir}\n"
             "  stop        Ctrl-C",

@@ -10,12 +10,15 @@ from typing import Any
 
 from services.cli.supervisor import SERVICES_FILE
 from services.placement.state import Placement
-from shared.bus import Bus
+from shared.bus import Bus, read_leases
 from shared.messages import AnyEvent
 
 
-def status_document(state: Placement, services: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``blaze status --json`` object."""
+def status_document(
+    state: Placement, services: list[dict[str, Any]], leaders: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``blaze status --json`` object; ``leaders`` names the replica leading each
+    replicated service (R12)."""
     loads = state.loads()
     servers = [
         {
@@ -38,7 +41,12 @@ def status_document(state: Placement, services: list[dict[str, Any]]) -> dict[st
         }
         for c in state.cameras.values()
     ]
-    return {"servers": servers, "cameras": cameras, "services": services}
+    return {
+        "servers": servers,
+        "cameras": cameras,
+        "services": services,
+        "leaders": dict(sorted((leaders or {}).items())),
+    }
 
 
 def _services(data_dir: Path) -> list[dict[str, Any]]:
@@ -55,7 +63,9 @@ async def status(bus: Bus, data_dir: Path, *, as_json: bool) -> int:
     if snapshot is None:
         print("blaze: no placement state yet (is the placement service running?)", file=sys.stderr)
         return 2
-    doc = status_document(Placement.model_validate_json(snapshot[0]), _services(data_dir))
+    doc = status_document(
+        Placement.model_validate_json(snapshot[0]), _services(data_dir), await read_leases(bus)
+    )
     if as_json:
         print(json.dumps(doc))
     else:
@@ -73,6 +83,8 @@ def _tables(doc: dict[str, Any]) -> str:
     for c in doc["cameras"]:
         host = c["host"] or "-"
         lines.append(f"{c['id']:<16}{c['home']:<14}{host:<14}{c['state']:<13}{c['priority']}")
+    if doc["leaders"]:
+        lines += ["", "LEADERS   " + ", ".join(f"{k}={v}" for k, v in doc["leaders"].items())]
     if doc["services"]:
         lines += ["", "SERVICES  " + ", ".join(f"{s['name']}({s['pid']})" for s in doc["services"])]
     return "\n".join(lines)

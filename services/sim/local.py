@@ -17,15 +17,20 @@ from services.heartbeat.recorder import Recorder
 from services.placement.app import PlacementService
 from services.placement.state import Placement
 from services.sim.faults import fail_storage, repair_storage
-from services.sim.relay import BlackHoleRelay
+from services.sim.relay import RelayGroup, client_ports
 from services.sync.app import SyncService
 from shared import subjects
-from shared.bus import Bus, NatsServer
+from shared.bus import Bus, NatsCluster, NatsServer, read_leases
 from shared.config import ClusterConfig
 from shared.lifecycle import Service
 from shared.messages import AnyEvent, CapacityRequest, FailbackRequest, Reply
 
 Status = dict[str, Any]
+REPLICATED: dict[str, Callable[[ClusterConfig, str, str], Service]] = {
+    "health": HealthService,
+    "placement": PlacementService,
+    "sync": SyncService,
+}
 RecorderFactory = Callable[[AgentSettings, Callable[[str], None]], Recorder]
 
 
@@ -49,7 +54,7 @@ class LocalCluster:
 
     def __init__(
         self,
-        nats: NatsServer,
+        nats: NatsServer | NatsCluster,
         config: ClusterConfig,
         root: Path,
         recorder: RecorderFactory | None = None,
@@ -57,7 +62,7 @@ class LocalCluster:
         self.nats = nats
         self.config = config
         self.root = root
-        self.relays: dict[str, BlackHoleRelay] = {}
+        self.relays: dict[str, RelayGroup] = {}
         self.agents: dict[str, RunningService] = {}
         self.services: dict[str, RunningService] = {}
         self.bus: Bus | None = None
@@ -65,16 +70,19 @@ class LocalCluster:
 
     # ---- lifecycle ----
 
-    async def start(self, *, with_placement: bool = True, with_sync: bool = True) -> LocalCluster:
-        """Relays and agents for every server, then health and (unless told) placement."""
+    async def start(
+        self, *, with_placement: bool = True, with_sync: bool = True, with_health: bool = True
+    ) -> LocalCluster:
+        """Relays and agents for every server, then (unless told) health, placement, sync."""
         self.bus = await Bus.connect(self.nats.url, "local-cluster-observer")
         await self.bus.ensure_streams()
         for s in self.config.servers:
-            relay = BlackHoleRelay("127.0.0.1", self.nats.config.port, s.id)
+            relay = RelayGroup(client_ports(self.nats), s.id)
             await relay.start()
             self.relays[s.id] = relay
             self.start_agent(s.id)
-        self.services["health"] = RunningService(HealthService(self.config, self.nats.url))
+        if with_health:
+            self.services["health"] = RunningService(HealthService(self.config, self.nats.url))
         if with_placement:
             self.services["placement"] = RunningService(
                 PlacementService(self.config, self.nats.url)
@@ -82,6 +90,22 @@ class LocalCluster:
         if with_sync:
             self.start_sync()
         return self
+
+    async def start_replica(
+        self, kind: str, replica: str, *, behind_relay: bool = False
+    ) -> RunningService:
+        """Another replica of ``health``, ``placement`` or ``sync`` (R12), under
+        ``services[replica]``; ``behind_relay`` puts its NATS connection behind a relay
+        (``relays[replica]``) that a test can black-hole."""
+        url = self.nats.url
+        if behind_relay:
+            relay = RelayGroup(client_ports(self.nats), replica)
+            await relay.start()
+            self.relays[replica] = relay
+            url = relay.url
+        running = RunningService(REPLICATED[kind](self.config, url, replica))
+        self.services[replica] = running
+        return running
 
     def start_sync(self) -> None:
         """(Re)start the sync service."""
@@ -154,7 +178,8 @@ class LocalCluster:
         snapshot = await self.bus.read_state()
         if snapshot is None:
             return {"servers": [], "cameras": [], "services": []}
-        return status_document(Placement.model_validate_json(snapshot[0]), [])
+        leaders = await read_leases(self.bus)
+        return status_document(Placement.model_validate_json(snapshot[0]), [], leaders)
 
     async def events(self) -> list[tuple[int, AnyEvent]]:
         """The whole durable event log, oldest first."""

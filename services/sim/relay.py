@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 
+from shared.bus import NatsCluster, NatsServer
+
 log = logging.getLogger(__name__)
 
 
@@ -93,3 +95,48 @@ class BlackHoleRelay:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
+
+
+class RelayGroup:
+    """One party's paths to every node of the NATS cluster, cut and restored together:
+    a black-holed server must not escape by reconnecting to another node."""
+
+    def __init__(self, upstream_ports: list[int], name: str = "") -> None:
+        self.relays = [BlackHoleRelay("127.0.0.1", port, name) for port in upstream_ports]
+        self.name = name
+
+    @property
+    def url(self) -> str:
+        """Every relay's URL, comma-separated, as ``Bus.connect`` takes them."""
+        return ",".join(r.url for r in self.relays)
+
+    @property
+    def is_cut(self) -> bool:
+        """True while traffic is black-holed."""
+        return all(r.is_cut for r in self.relays)
+
+    async def start(self) -> None:
+        """Listen on a free loopback port per node."""
+        for relay in self.relays:
+            await relay.start()
+
+    def cut(self) -> None:
+        """Black-hole all traffic to every node from now on."""
+        for relay in self.relays:
+            relay.cut()
+
+    def restore(self) -> None:
+        """Forward traffic again."""
+        for relay in self.relays:
+            relay.restore()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        for relay in self.relays:
+            await relay.close()
+
+
+def client_ports(nats: NatsServer | NatsCluster) -> list[int]:
+    """The client port of every NATS node (a relay group forwards to each)."""
+    nodes = nats.nodes if isinstance(nats, NatsCluster) else [nats]
+    return [node.config.port for node in nodes]

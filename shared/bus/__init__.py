@@ -1,6 +1,22 @@
 """The bus: the only package that imports ``nats``."""
 
 from shared.bus.connection import Bus, read_leases
-from shared.bus.natsserver import NatsServer, embedded_server, find_nats_server, free_port
+from shared.bus.natsserver import (
+    NatsCluster,
+    NatsServer,
+    embedded_cluster,
+    embedded_server,
+    find_nats_server,
+    free_port,
+)
 
-__all__ = ["Bus", "NatsServer", "embedded_server", "find_nats_server", "free_port", "read_leases"]
+__all__ = [
+    "Bus",
+    "NatsCluster",
+    "NatsServer",
+    "embedded_cluster",
+    "embedded_server",
+    "find_nats_server",
+    "free_port",
+    "read_leases",
+]

@@ -46,6 +46,12 @@ MAX_CONCURRENT_REQUESTS = 32
 INITIAL_CONNECT_ATTEMPTS = 2
 """Tries of the first connection before the cluster counts as unreachable."""
 
+CONSUMER_CHECK_S = 5
+"""Quiet seconds after which the event consumer checks the stream for events it missed."""
+
+DUPLICATE_IN_PROCESS = 10158
+"""JetStream's error code for a publish whose Msg-Id an earlier try is still storing."""
+
 EVENT_DUPLICATE_WINDOW_S = 7200.0
 """Re-publishing a decision within this window after a crash is de-duplicated (R11)."""
 
@@ -350,6 +356,13 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != DUPLICATE_IN_PROCESS:
+                    raise
+                # An earlier try of this very message is still being stored (a new
+                # stream leader): ask again, and get its ack as a duplicate.
+                await asyncio.sleep(delay)
+                continue
             if not ack.duplicate:
                 EVENTS_PUBLISHED.labels(type=getattr(event, "type", "unknown")).inc()
             seq: int = ack.seq
@@ -370,23 +383,27 @@ class Bus:
         Yields ``(seq, event)``; ``event`` is None for a message that does not
         validate (counted and logged), so the caller can still advance past it.
         nats-py's ordered consumer can stop silently across a reconnect or a server
-        restart: after a reconnect, a quiet second rebuilds it from the last sequence seen.
+        restart, and it lives on one node of a cluster, which may die while our own
+        connection stays up. So it is rebuilt from the last sequence seen after a
+        reconnect (at the next quiet second), and whenever it has been quiet for
+        ``CONSUMER_CHECK_S`` while the stream holds newer events (level-triggered).
         """
         last = after
         while True:
             sub = await self._ordered_consumer(last)
             seen = self.reconnects[0]
+            quiet = 0
             try:
                 while True:
                     try:
                         msg = await sub.next_msg(timeout=1.0)
                     except nats.errors.TimeoutError:
-                        if self.reconnects[0] != seen:
-                            log.info(
-                                "rebuilding the event consumer after a reconnect (at %d)", last
-                            )
+                        quiet += 1
+                        if self.reconnects[0] != seen or await self._stalled(quiet, last):
+                            log.info("rebuilding the event consumer (at %d)", last)
                             break
                         continue
+                    quiet = 0
                     seq: int = msg.metadata.sequence.stream
                     if seq <= last:
                         continue  # a rebuilt consumer may start where we were
@@ -395,6 +412,15 @@ class Bus:
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def _stalled(self, quiet_s: int, last: int) -> bool:
+        """True when the consumer has been quiet a while though newer events exist."""
+        if quiet_s % CONSUMER_CHECK_S:
+            return False
+        try:
+            return await self.last_event_seq() > last
+        except (TimeoutError, nats.errors.Error):
+            return False  # no stream leader right now: look again later
 
     async def _ordered_consumer(self, after: int) -> Any:
         """An ordered consumer from ``after + 1``; retried while JetStream is not back."""
@@ -490,18 +516,18 @@ class Bus:
 
 
 async def read_leases(bus: Bus) -> dict[str, str]:
-    """Which replica holds each service's leader lease now: {service: replica}."""
+    """Which replica holds each service's leader lease now: {service: replica}.
+    Direct gets of the known keys: they answer during a stream-leader change too."""
     try:
         kv = await bus.js.key_value(subjects.LEASE_BUCKET)
-        keys = await kv.keys()
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NoKeysError):
+    except nats.js.errors.BucketNotFoundError:
         return {}
     holders: dict[str, str] = {}
-    for key in keys:
+    for service in subjects.REPLICATED_SERVICES:
         with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-            entry = await kv.get(key)
+            entry = await kv.get(service)
             if entry.value:
-                holders[key] = bytes(entry.value).decode(errors="replace")
+                holders[service] = bytes(entry.value).decode(errors="replace")
     return holders
 
 

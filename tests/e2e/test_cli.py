@@ -437,8 +437,9 @@ SERVICES = {"health", "placement", "sync", "agent-rs-1", "agent-rs-2", "agent-rs
 class BlazeUp:
     """One ``blaze up`` in a temporary directory and the commands that talk to it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *options: str) -> None:
         self.root = root
+        self.options = options
         self.data = root / "data"
         self.config = root / "cluster.toml"
         self.config.write_text(E2E_CONFIG)
@@ -449,7 +450,15 @@ class BlazeUp:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BLAZE), "up", "--config", str(self.config), "--data", str(self.data)],
+                [
+                    str(BLAZE),
+                    "up",
+                    "--config",
+                    str(self.config),
+                    "--data",
+                    str(self.data),
+                    *self.options,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
@@ -627,3 +636,50 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     after = cluster.run("status")
     assert after.returncode == 2
     assert "no running cluster" in one_error_line(after)
+
+
+@pytest.fixture
+def ha_cluster(tmp_path: Path) -> Iterator[BlazeUp]:
+    """``blaze up --ha``: three NATS nodes and two replicas of each service."""
+    up = BlazeUp(tmp_path, "--ha")
+    try:
+        up.start()
+        yield up
+    finally:
+        up.stop()
+
+
+def test_blaze_up_ha_shows_its_leaders_survives_a_killed_leader_and_stops_cleanly(
+    ha_cluster: BlazeUp,
+) -> None:
+    """R12 end to end: ``blaze up --ha`` runs two replicas of each service on three NATS
+    nodes; ``blaze status`` names each leader; after a SIGKILL of the placement leader a
+    storage failure still fails over; SIGINT leaves nothing behind."""
+    cluster = ha_cluster
+    doc = cluster.wait(lambda s: all_home(s) and len(s["leaders"]) == 3, 60, "up, 3 leaders")
+    replicas = {f"{svc}-{r}" for svc in ("health", "placement", "sync") for r in "ab"}
+    assert {s["name"] for s in doc["services"]} == replicas | (
+        SERVICES - {"health", "placement", "sync"}
+    )
+    for service, holder in doc["leaders"].items():
+        assert holder in (f"{service}-a", f"{service}-b"), doc["leaders"]
+    assert "LEADERS   health=" in cluster.ok("status")
+    assert "3 clustered nodes" in cluster.log()
+
+    leader = doc["leaders"]["placement"]
+    killed = _pid_of(doc, leader)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    cluster.ok("sim", "storage-fail", "rs-1")
+    cluster.wait(_failed_over("rs-1", "storage_failed"), 30, "failed over after the kill")
+    logs = (cluster.data / "logs" / "placement-a.log").read_text() + (
+        cluster.data / "logs" / "placement-b.log"
+    ).read_text()
+    epochs = [int(e) for e in re.findall(r"leads placement under epoch (\d+)", logs)]
+    assert len(epochs) >= 2, logs[-2000:]
+    assert len(set(epochs)) == len(epochs), "two terms shared an epoch"
+
+    assert cluster.process is not None
+    os.killpg(cluster.process.pid, signal.SIGINT)
+    assert cluster.process.wait(STOP_BOUND_S) == 0
+    assert processes_using(cluster.data) == [], "a child (or a nats-server) outlived blaze up"

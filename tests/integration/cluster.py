@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
 from services.sim.local import LocalCluster, RunningService, Status, all_home
-from shared.bus import NatsServer
+from shared.bus import NatsCluster, NatsServer
 from shared.config import (
     CameraConfig,
     ClusterConfig,
@@ -23,7 +23,7 @@ from shared.config import (
     SyncSettings,
     Timing,
 )
-from shared.messages import Reply
+from shared.messages import CameraMoved, CameraMovePlanned, Reply, ServerFailed
 from tests.helpers import eventually
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Status",
     "TestCluster",
     "all_home",
+    "assert_failed_over_once",
     "camera",
     "cameras_of",
     "check_invariants",
@@ -71,29 +72,42 @@ class TestCluster(LocalCluster):
 
     __test__ = False
 
-    def __init__(self, nats: NatsServer, config: ClusterConfig, root: Path) -> None:
+    def __init__(self, nats: NatsServer | NatsCluster, config: ClusterConfig, root: Path) -> None:
         super().__init__(nats, config, root)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.lowered: set[str] = set()  # capacity lowered below load: over capacity by design
 
     async def start(  # type: ignore[override]
-        self, *, placement_as_process: bool = False, sync_as_process: bool = False
+        self,
+        *,
+        placement_as_process: bool = False,
+        sync_as_process: bool = False,
+        health_as_process: bool = False,
+        with_placement: bool = True,
     ) -> TestCluster:
-        await super().start(with_placement=not placement_as_process, with_sync=not sync_as_process)
+        await super().start(
+            with_placement=with_placement and not placement_as_process,
+            with_sync=not sync_as_process,
+            with_health=not health_as_process,
+        )
+        if health_as_process:
+            self.start_process("health")
         if placement_as_process:
             self.start_process("placement")
         if sync_as_process:
             self.start_process("sync")
         return self
 
-    def start_process(self, name: str) -> None:
-        """Run the ``placement`` or ``sync`` service as its own OS process."""
+    def start_process(self, name: str, replica: str | None = None) -> None:
+        """Run ``health``, ``placement`` or ``sync`` as its own OS process, kept in
+        ``processes`` under its replica name (default: ``name``)."""
+        replica = replica or name
         config_path = self.root / "cluster.json"
         config_path.write_text(self.config.model_dump_json(by_alias=True))
-        command = [sys.executable, "-m", "tests.integration.run_service", name]
-        with (self.root / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [*command, str(config_path), self.nats.url],
+        command = [sys.executable, "-m", "services.sim.run_service", name]
+        with (self.root / f"{replica}.log").open("ab") as log:
+            self.processes[replica] = subprocess.Popen(
+                [*command, str(config_path), self.nats.url, replica],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -139,6 +153,34 @@ class TestCluster(LocalCluster):
         if capacity < before.get(server_id, 0):
             self.lowered.add(server_id)
         return await super().set_capacity(server_id, capacity)
+
+
+async def assert_failed_over_once(
+    cluster: TestCluster, doc: Status, cameras: Iterable[str], home: str
+) -> None:
+    """R11: one failure of ``home`` in the log, no decision or move repeated, every camera
+    moved exactly once away from home under a higher epoch, and the recorders agree with
+    the status: nobody records a camera twice, ``home`` records nothing."""
+    log = await cluster.events()
+    failures = [e for _, e in log if isinstance(e, ServerFailed) and e.server == home]
+    assert len(failures) == 1, failures
+    planned = [e for _, e in log if isinstance(e, CameraMovePlanned)]
+    moved = [e for _, e in log if isinstance(e, CameraMoved)]
+    assert len({(e.camera, e.epoch) for e in planned}) == len(planned), "a decision repeated"
+    assert len({(e.camera, e.epoch) for e in moved}) == len(moved), "a move repeated"
+    for cam in cameras:
+        path = [e for e in moved if e.camera == cam]
+        assert [(e.from_host, e.to) for e in path[:1]] == [(None, home)], path
+        failover = path[1:]
+        assert len(failover) == 1, f"{cam} moved {len(failover)} times: {failover}"
+        assert failover[0].from_host == home
+        assert path[0].epoch < failover[0].epoch
+    recorders = await eventually(
+        cluster.recording_now, lambda r: not recorded_twice(r) and not r[home], 10, "home let go"
+    )
+    by_host = {c["id"]: c["host"] for c in doc["cameras"]}
+    for sid in recorders:
+        assert set(recorders[sid]) == {c for c, h in by_host.items() if h == sid}, sid
 
 
 def recorded_twice(recorders: dict[str, dict[str, int]]) -> dict[str, list[str]]:

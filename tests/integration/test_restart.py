@@ -14,15 +14,14 @@ from shared.messages import (
     Command,
     CommandResult,
     Message,
-    ServerFailed,
 )
 from tests.helpers import eventually
 from tests.integration.cluster import (
     TestCluster,
     all_home,
+    assert_failed_over_once,
     cameras_of,
     make_config,
-    recorded_twice,
     server,
 )
 from tests.integration.conftest import StartCluster
@@ -73,28 +72,7 @@ async def test_r11_placement_killed_twice_mid_failover_resumes_without_repeats(
         "all 64 cameras failed over after two kills",
     )
     assert {server(doc, s)["hosting"] for s in ("rs-2", "rs-3", "rs-4")} <= {21, 22}
-    log = await cluster.events()
-    failures = [e for _, e in log if isinstance(e, ServerFailed)]
-    assert len(failures) == 1
-
-    planned = [e for _, e in log if isinstance(e, CameraMovePlanned)]
-    moved = [e for _, e in log if isinstance(e, CameraMoved)]
-    assert len({(e.camera, e.epoch) for e in planned}) == len(planned), "a decision repeated"
-    assert len({(e.camera, e.epoch) for e in moved}) == len(moved), "a move repeated"
-    for cam in SIXTY_FOUR:
-        path = [e for e in moved if e.camera == cam]
-        assert [(e.from_host, e.to) for e in path[:1]] == [(None, "rs-1")], path
-        failover = path[1:]
-        assert len(failover) == 1, f"{cam} moved {len(failover)} times: {failover}"
-        assert failover[0].from_host == "rs-1"
-        assert path[0].epoch < failover[0].epoch
-
-    recorders = await eventually(
-        cluster.recording_now, lambda r: not recorded_twice(r) and not r["rs-1"], 10, "rs-1 let go"
-    )
-    by_host = {c["id"]: c["host"] for c in doc["cameras"]}
-    for sid in ("rs-2", "rs-3", "rs-4"):
-        assert set(recorders[sid]) == {c for c, h in by_host.items() if h == sid}
+    await assert_failed_over_once(cluster, doc, SIXTY_FOUR, "rs-1")
 
 
 async def test_agent_refuses_a_command_older_than_an_epoch_it_has_seen_even_after_restart(
