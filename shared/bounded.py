@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -32,3 +32,12 @@ async def for_each(items: Iterable[T], limit: int, work: Callable[[T], Awaitable
     await asyncio.gather(*(worker() for _ in range(max(1, limit))))
     if failures:
         raise failures[0]
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until each has ended, so none outlives its owner
+    (a leader's term): their ``finally`` blocks have run when this returns."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ import nats.js.errors
 from nats.js import api
 
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Bus, is_transient
 from shared.metrics import LEADER_TERMS, LEADING
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,13 @@ class Lease:
         self.changed = asyncio.Event()
         self._revision: int | None = None
         self._kv: Any = None
+        self._value = f"{holder} {uuid.uuid4().hex[:12]}".encode()
+        """The key's value: the holder's name (shown) and a token unique to this process."""
+        self._key_ttl = math.ceil(ttl)
+        """The key's TTL: NATS counts whole seconds (nats-py truncates), so round up; a
+        key that lives longer than ``ttl`` keeps the leader's verdict the shorter one."""
+        self._call_timeout = self.margin / 2
+        """One try may take this long: a slow renewal must not outlast the verdict."""
 
     @property
     def leading(self) -> bool:
@@ -76,34 +85,51 @@ class Lease:
 
     async def step(self) -> bool:
         """Renew if leading, else try to acquire; return whether this replica leads."""
-        kv = await self._bucket()
-        value = self.holder.encode()
         started = time.monotonic()
         try:
+            kv = await self._bucket()
             if self.state.leading and self._revision is not None:
-                self._revision = await self._renew(value, self._revision)
+                self._revision = await self._renew(self._revision)
             else:
-                self._revision = await kv.create(self.key, value, msg_ttl=self.ttl)
-                self.state.epoch = self._revision
-                log.debug(
-                    "%s took the lease of %s (epoch %d)", self.holder, self.key, self._revision
-                )
+                revision = await asyncio.wait_for(self._create(kv), self._call_timeout)
+                self._revision = self.state.epoch = revision
             self._set(leading=True, renewed_at=started)
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
-            self._set(leading=False)  # someone else holds it
+            if not await self._adopt_own_write():
+                self._set(leading=False)  # someone else holds it
         except (TimeoutError, nats.errors.Error) as exc:
             log.debug("lease %s: %s", self.key, exc)  # unreachable: keep the old verdict,
             # which expires by itself through ``leading``'s freshness check
         return self.leading
 
-    async def _renew(self, value: bytes, last: int) -> int:
+    async def _create(self, kv: Any) -> int:
+        """Take the key if nobody holds it. An expired key leaves a marker behind for a
+        second, which nats-py's ``create`` takes for a live value: a compare-and-set on
+        the marker takes the key at once instead."""
+        try:
+            return int(await kv.create(self.key, self._value, msg_ttl=self._key_ttl))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            last = await self.bus.js.get_last_msg(
+                subjects.kv_stream(LEASE_BUCKET), subjects.kv_subject(LEASE_BUCKET, self.key)
+            )
+            headers = last.headers or {}
+            gone = "Nats-Marker-Reason" in headers or headers.get("KV-Operation") in (
+                "DEL",
+                "PURGE",
+            )
+            if not gone:
+                raise
+            return await self._renew(int(last.seq))
+
+    async def _renew(self, last: int) -> int:
         """Compare-and-set the key with a fresh TTL (nats-py's ``update`` takes no TTL)."""
         try:
             ack = await self.bus.js.publish(
-                f"$KV.{LEASE_BUCKET}.{self.key}",
-                value,
+                subjects.kv_subject(LEASE_BUCKET, self.key),
+                self._value,
+                timeout=self._call_timeout,
                 headers={api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(last)},
-                msg_ttl=self.ttl,
+                msg_ttl=self._key_ttl,
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code in (10071, 10164):  # wrong last sequence: someone else holds it
@@ -111,6 +137,24 @@ class Lease:
             raise
         revision: int = ack.seq
         return revision
+
+    async def _adopt_own_write(self) -> bool:
+        """A renewal that timed out may still have been stored, so the next one fails its
+        compare-and-set against our own write. If the key (read from the stream leader)
+        still carries this process's token, carry on from its revision; the last
+        confirmed renewal time stays as it was, so nothing is assumed fresher than it is."""
+        if not self.state.leading:
+            return False
+        try:
+            current = await self.bus.js.get_last_msg(
+                subjects.kv_stream(LEASE_BUCKET), subjects.kv_subject(LEASE_BUCKET, self.key)
+            )
+        except (TimeoutError, nats.errors.Error):
+            return False
+        if bytes(current.data or b"") != self._value:
+            return False
+        self._revision = int(current.seq)
+        return True
 
     def _set(self, *, leading: bool, renewed_at: float | None = None) -> None:
         was = self.state.leading
@@ -125,12 +169,16 @@ class Lease:
             self.changed.set()
 
     async def keep(self, stop: asyncio.Event) -> None:
-        """Acquire and renew every ``ttl / 3`` until ``stop``; release on the way out."""
+        """Acquire and renew at a fixed rate, three times per TTL, until ``stop``;
+        release on the way out."""
+        period = self.ttl / 3
         try:
+            next_at = time.monotonic()
             while not stop.is_set():
                 await self.step()
+                next_at = max(next_at + period, time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.ttl / 3)
+                    await asyncio.wait_for(stop.wait(), timeout=next_at - time.monotonic())
         finally:
             await self.release()
 
@@ -159,6 +207,9 @@ class Term:
 
 Leader = Callable[[Term], Coroutine[Any, Any, None]]
 """What a replica does while it leads; it runs until cancelled."""
+
+TERM_RESTART_S = 0.5
+"""Pause before a leader whose term stumbled on a transient bus error begins it again."""
 
 WATCH_PERIOD_S = 0.05
 """How often a replica checks that its lease is still fresh while it leads."""
@@ -223,6 +274,19 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
     error = task.exception()
     if error is not None and not term.valid:
         log.warning("%s ended its term of %s after losing the lease: %r", holder, service, error)
+        return
+    if error is not None and is_transient(error):
+        # JetStream without a stream leader for a moment, or a deposed leader's late
+        # write: begin again from what JetStream holds (level-triggered), still leading.
+        log.warning(
+            "%s: the term of %s (epoch %d) stumbled (%r); starting it again",
+            holder,
+            service,
+            term.epoch,
+            error,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=TERM_RESTART_S)
         return
     task.result()  # an error of a valid leader ends the replica (its supervisor restarts it)
     if not stop.is_set():

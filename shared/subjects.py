@@ -100,3 +100,13 @@ def sync_request(server_id: str, verb: str) -> str:
 def sync_event(server_id: str, event_type: str) -> str:
     """Sync progress of footage going home to one server (R9)."""
     return f"{ROOT}.evt.sync.{_token(server_id)}.{event_type}"
+
+
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream behind a KV bucket."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a KV bucket stores ``key`` under."""
+    return f"$KV.{bucket}.{key}"

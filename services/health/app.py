@@ -11,6 +11,7 @@ from collections import Counter
 
 from services.health.detector import Decision, Detector, HealthEvent, Probe
 from shared import subjects
+from shared.bounded import cancel_all
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError, NoRespondersError, RequestTimeoutError
@@ -91,8 +92,7 @@ class HealthService:
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            for task in self._probes:
-                task.cancel()
+            await cancel_all(self._probes)
             self.term = None
 
     async def _restore(self, bus: Bus) -> None:
@@ -160,19 +160,23 @@ class HealthService:
             break
         await self._carry_out(self.detector.probe_answered(server, reachable, time.monotonic()))
 
-    async def _publish(self, event: HealthEvent) -> None:
+    async def _publish(self, event: HealthEvent) -> bool:
+        """Put one decision on the log; False (nothing published) once deposed.
+
+        The Msg-Id is the decision's place among this server's health events and its
+        type, the same for whichever leader makes it: a deposed leader's late copy of
+        a decision the next leader makes again is dropped by the stream."""
         assert self._bus is not None
         key = _about(event)
         if isinstance(event, FailoversHeld):
             subject = subjects.alert_event(event.type)
         else:
             subject = subjects.server_event(event.server, event.type)
-        term = self.term
-        if term is None or not term.valid:
-            return  # deposed: the next leader decides again from the log
         async with self._publish_lock:
+            if self.term is None or not self.term.valid:
+                return False  # deposed: the next leader decides again from the log
             n = self._published[key]
-            await self._bus.publish_event(subject, event, f"health-e{term.epoch}-{key}-{n}")
+            await self._bus.publish_event(subject, event, f"health-{key}-{n}-{event.type}")
             self._published[key] = n + 1
         if isinstance(event, FailoversHeld):
             log.warning(
@@ -186,6 +190,7 @@ class HealthService:
             log.warning("server %s failed (%s): %s", event.server, event.cause, event.detail)
         else:
             log.info("%s %s", event.type, event.server)
+        return True
 
     async def _on_failback(self, request: FailbackRequest) -> Message:
         """R7: the administrator's confirmation, refused with the reason when premature."""
@@ -197,7 +202,8 @@ class HealthService:
             log.info("failback of %s refused: %s", request.server, exc)
             return Reply(ok=False, reason=str(exc))
         for event in events:
-            await self._publish(event)
+            if not await self._publish(event):
+                return Reply(ok=False, reason="this health replica no longer leads; try again")
         return Reply(ok=True, reason=f"failback of {request.server} confirmed")
 
 

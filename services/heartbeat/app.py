@@ -168,18 +168,9 @@ class Agent:
         async with self._command_lock:
             if command.server != self.settings.server_id:
                 return self._refuse_all(command, f"addressed to {command.server}")
-            fence = self._ledger.fence("placement")
-            if command.fence < fence:
-                log.warning(
-                    "refused a %s from a deposed placement leader (epoch %d < %d)",
-                    command.action,
-                    command.fence,
-                    fence,
-                )
-                return self._refuse_all(
-                    command, f"from a deposed placement leader (epoch {command.fence} < {fence})"
-                )
-            await self._ledger.record_fence("placement", command.fence)
+            deposed = await self._check_fence(command)
+            if deposed is not None:
+                return deposed
             fresh = [a for a in command.cameras if a.epoch >= self._ledger.seen(a.camera)]
             refused = [
                 Refusal(
@@ -205,6 +196,37 @@ class Agent:
             done=tuple(Assignment(camera=a.camera, epoch=a.epoch) for a in fresh),
             refused=tuple(refused),
         )
+
+    async def _check_fence(self, command: Command) -> CommandResult | None:
+        """R12: the whole command refused if its leader is older than one already seen;
+        else its epoch remembered (durably) before anything is done."""
+        assert self._ledger is not None
+        if command.cluster and command.cluster != self._ledger.cluster:
+            await self._join_cluster(command.cluster)
+        fence = self._ledger.fence("placement")
+        if command.fence < fence:
+            log.warning(
+                "refused a %s from a deposed placement leader (epoch %d < %d)",
+                command.action,
+                command.fence,
+                fence,
+            )
+            refused = self._refuse_all(
+                command, f"from a deposed placement leader (epoch {command.fence} < {fence})"
+            )
+            return refused.model_copy(update={"fence_seen": fence})
+        await self._ledger.record_fence("placement", command.fence)
+        return None
+
+    async def _join_cluster(self, cluster: str) -> None:
+        assert self._ledger is not None
+        if self._ledger.cluster:
+            log.warning(
+                "commands come from a new cluster %s (was %s): its epochs start afresh",
+                cluster,
+                self._ledger.cluster,
+            )
+        await self._ledger.start_cluster(cluster)
 
     def _refuse_all(self, command: Command, reason: str) -> CommandResult:
         assert self._ledger is not None

@@ -19,6 +19,8 @@ class EpochLedger:
         self._db = db
         self._epochs: dict[str, int] = {}
         self._fences: dict[str, int] = {}
+        self.cluster = ""
+        """Id of the cluster whose epochs these are (see ``start_cluster``)."""
 
     @classmethod
     async def open(cls, path: Path) -> EpochLedger:
@@ -31,6 +33,9 @@ class EpochLedger:
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS leader_fence (service TEXT PRIMARY KEY, epoch INTEGER)"
             )
+            await db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            async with db.execute("SELECT value FROM meta WHERE key = 'cluster'") as rows:
+                ledger.cluster = next(iter([v async for (v,) in rows]), "")
             async with db.execute("SELECT camera, epoch FROM camera_epoch") as rows:
                 ledger._epochs = {camera: epoch async for camera, epoch in rows}
             async with db.execute("SELECT service, epoch FROM leader_fence") as rows:
@@ -72,6 +77,21 @@ class EpochLedger:
         )
         await self._db.commit()
         self._fences[service] = epoch
+
+    async def start_cluster(self, cluster: str) -> None:
+        """Commands now come from another cluster (its NATS store started afresh, so its
+        epochs start at 1 again): forget every epoch of the old one, durably."""
+        await self._db.execute("DELETE FROM camera_epoch")
+        await self._db.execute("DELETE FROM leader_fence")
+        await self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('cluster', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (cluster,),
+        )
+        await self._db.commit()
+        self._epochs.clear()
+        self._fences.clear()
+        self.cluster = cluster
 
     async def close(self) -> None:
         """Close the database."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from services.placement.state import CameraState, Notice, Placement
 from shared import subjects
+from shared.bounded import cancel_all
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError
@@ -93,6 +94,7 @@ class PlacementService:
                     subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal
                 ),
             ]
+            self._announce_fence()
             log.info(
                 "placement resumed at log position %d, epoch %d, %d cameras (fence %d)",
                 self.state.cursor,
@@ -108,8 +110,7 @@ class PlacementService:
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            for task in self._tasks:
-                task.cancel()
+            await cancel_all(self._tasks)
             self.term = None
 
     def _forget(self) -> None:
@@ -127,7 +128,7 @@ class PlacementService:
 
     async def _load(self, bus: Bus) -> None:
         """Resume from the committed snapshot, or start a fresh cluster from the config."""
-        snapshot = await bus.read_state()
+        snapshot = await bus.read_state(latest=True)
         if snapshot is None:
             self.state, notices = Placement.from_config(self.config)
             await self._publish(notices, "start")
@@ -136,6 +137,8 @@ class PlacementService:
             self.state = Placement.model_validate_json(raw)
             notices = self.state.adopt(self.config)
             await self._publish(notices, f"adopt-{self.state.cursor}")
+        if not self.state.cluster_id:
+            self.state.cluster_id = uuid.uuid4().hex
         await self._commit()
 
     async def _fold_loop(self) -> None:
@@ -189,6 +192,14 @@ class PlacementService:
                     continue
                 self._spawn(self._send(key, command))
 
+    def _announce_fence(self) -> None:
+        """Tell every agent this term's epoch at once (an empty command), so a deposed
+        leader's command still on its way is refused there, not only where this leader
+        has already sent a move."""
+        for server in self.state.servers:
+            empty = Command(server=server, action=Action.CLAIM, cameras=())
+            self._spawn(self._send((server, Action.CLAIM, ()), empty))
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -199,7 +210,7 @@ class PlacementService:
         term = self.term
         if term is None or not term.valid:
             return  # deposed: the new leader sends what is still wanted
-        command = command.model_copy(update={"fence": term.epoch})
+        command = command.model_copy(update={"fence": term.epoch, "cluster": self.state.cluster_id})
         self._in_flight.add(key)
         t0 = time.monotonic()
         try:
@@ -225,7 +236,15 @@ class PlacementService:
             self._in_flight.discard(key)
         COMMAND_SECONDS.observe(time.monotonic() - t0)
         COMMANDS.labels(action=command.action, outcome="answered").inc()
-        if term.valid:
+        if result.fence_seen > term.epoch:
+            # Not a refusal to re-plan: a newer leader exists, and this one is deposed.
+            log.warning(
+                "%s has seen placement epoch %d, newer than ours (%d): deposed",
+                command.server,
+                result.fence_seen,
+                term.epoch,
+            )
+        elif term.valid:
             await self._publish_outcome(result)
 
     async def _publish_outcome(self, result: CommandResult) -> None:

@@ -108,6 +108,9 @@ class Placement(BaseModel):
     cameras: dict[str, CameraSlot] = Field(default_factory=dict)
     next_epoch: int = 1
     cursor: int = Field(0, description="Stream sequence of the last event folded in.")
+    cluster_id: str = Field(
+        "", description="Made once, with the first snapshot; stamped on every command."
+    )
 
     # ---- construction ----
 

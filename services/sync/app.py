@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from services.sync.jobs import about, away_jobs, fetch_timeout, resume
 from services.sync.stints import Stint, StintLog
 from shared import subjects
-from shared.bounded import for_each
+from shared.bounded import cancel_all, for_each
 from shared.bus import Bus
 from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
@@ -107,8 +107,7 @@ class SyncService:
             await self._load_jobs(self._bus)
             await self._fold_loop(self._bus)
         finally:
-            for runner in self._runners.values():
-                runner.cancel()
+            await cancel_all(self._runners.values())
             self.term = None
 
     # ---- the log and the jobs ----
@@ -194,10 +193,28 @@ class SyncService:
             if stored not in attempted:
                 if not self._leading():
                     raise
-                # A deposed leader wrote last, before it noticed. Our view wins: the
-                # progress itself lives in the home agent's ledger and is re-read on resume.
-                log.warning("sync job %s was written by a deposed leader; overwriting", job.key)
+                # A deposed leader wrote last, before it noticed.
+                log.warning("sync job %s was written by a deposed leader", job.key)
+                if self._adopt_if_further(job, stored, revision):
+                    return
             self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
+
+    def _adopt_if_further(self, job: SyncJob, stored: bytes, revision: int) -> bool:
+        """Keep a deposed leader's record if it got further than ours (completed, or
+        more segments home); otherwise ours overwrites it. Either way nothing is lost:
+        what is home is in the home agent's ledger, re-read at every resume."""
+        try:
+            theirs = SyncJob.model_validate_json(stored)
+        except ValidationError:
+            return False
+        done = JobState.COMPLETED
+        if theirs.state is done or (
+            job.state is not done and theirs.segments_done > job.segments_done
+        ):
+            self.jobs[job.key] = theirs
+            self._revisions[job.key] = revision
+            return True
+        return False
 
     async def _pause_home(self, home: str, reason: str) -> None:
         for job in self._open_jobs(home):

@@ -1,6 +1,6 @@
 """The bus: the only package that imports ``nats``."""
 
-from shared.bus.connection import Bus, read_leases
+from shared.bus.connection import Bus, is_transient, read_leases
 from shared.bus.natsserver import (
     NatsCluster,
     NatsServer,
@@ -18,5 +18,6 @@ __all__ = [
     "embedded_server",
     "find_nats_server",
     "free_port",
+    "is_transient",
     "read_leases",
 ]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import __version__, subjects
 from shared.errors import (
+    BlazeError,
     ClusterUnreachableError,
     ConfigError,
     NoRespondersError,
@@ -48,6 +49,9 @@ INITIAL_CONNECT_ATTEMPTS = 2
 
 CONSUMER_CHECK_S = 5
 """Quiet seconds after which the event consumer checks the stream for events it missed."""
+
+STREAM_EXISTS = 10058
+"""JetStream's error code for a stream (or bucket) that exists with another config."""
 
 DUPLICATE_IN_PROCESS = 10158
 """JetStream's error code for a publish whose Msg-Id an earlier try is still storing."""
@@ -167,9 +171,15 @@ class Bus:
         await _until_jetstream_answers(self._ensure_buckets)
 
     async def _add_or_update(self, config: api.StreamConfig) -> None:
+        """Create the stream, or update it, never to fewer replicas than it has: one
+        service given a single URL must not shrink a cluster's R3 stream to R1."""
         try:
             await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS:
+                raise
+            current = await self.js.stream_info(config.name)
+            config.num_replicas = max(config.num_replicas or 1, current.config.num_replicas or 1)
             await self.js.update_stream(config)
 
     async def _ensure_buckets(self) -> None:
@@ -197,6 +207,8 @@ class Bus:
         try:
             await self.js.create_key_value(config)
         except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS:
+                raise
             # It exists with another configuration (another replica count): keep it.
             log.info("bucket %s kept as it is: %s", config.bucket, exc.description)
 
@@ -361,7 +373,9 @@ class Bus:
                     raise
                 # An earlier try of this very message is still being stored (a new
                 # stream leader): ask again, and get its ack as a duplicate.
+                log.info("event %s still being stored; asking again", msg_id)
                 await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
                 continue
             if not ack.duplicate:
                 EVENTS_PUBLISHED.labels(type=getattr(event, "type", "unknown")).inc()
@@ -474,8 +488,14 @@ class Bus:
                 raise NotABlazeClusterError(f"bucket {bucket}") from exc
         return self._buckets[bucket]
 
-    async def read_state(self) -> tuple[bytes, int] | None:
-        """The placement snapshot and its revision, or None if never written."""
+    async def read_state(self, *, latest: bool = False) -> tuple[bytes, int] | None:
+        """The placement snapshot and its revision, or None if never written.
+
+        By default a direct get, which any replica answers (during a leader change
+        too) but which may lag. With ``latest`` the stream leader answers: what a new
+        leader must build on, since its next compare-and-set is against the newest."""
+        if latest:
+            return await self._read_latest(subjects.PLACEMENT_BUCKET, subjects.PLACEMENT_STATE_KEY)
         kv = await self._bucket()
         try:
             entry = await kv.get(subjects.PLACEMENT_STATE_KEY)
@@ -484,6 +504,17 @@ class Bus:
         if entry.value is None:
             return None
         return bytes(entry.value), int(entry.revision)
+
+    async def _read_latest(self, bucket: str, key: str) -> tuple[bytes, int] | None:
+        try:
+            msg = await self.js.get_last_msg(
+                subjects.kv_stream(bucket), subjects.kv_subject(bucket, key)
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+            return None
+        return bytes(msg.data), int(msg.seq)
 
     async def write_state(self, value: bytes, revision: int | None) -> int:
         """Write the snapshot if nobody else did since ``revision`` (None: must not exist)."""
@@ -524,11 +555,23 @@ async def read_leases(bus: Bus) -> dict[str, str]:
         return {}
     holders: dict[str, str] = {}
     for service in subjects.REPLICATED_SERVICES:
-        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+        # Not found, or no answer during an election: shown without a leader.
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
             entry = await kv.get(service)
-            if entry.value:
-                holders[service] = bytes(entry.value).decode(errors="replace")
+            if entry.value:  # "<replica> <token>": the name is what people need
+                holders[service] = bytes(entry.value).decode(errors="replace").split(" ")[0]
     return holders
+
+
+def is_transient(error: BaseException) -> bool:
+    """An error that trying again from a fresh read can cure: the bus unreachable for a
+    moment, JetStream without a leader, a compare-and-set lost to a deposed writer.
+    An exception group is transient when everything in it is."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(is_transient(e) for e in error.exceptions)
+    if isinstance(error, WriteConflictError | TimeoutError | nats.errors.Error):
+        return True
+    return isinstance(error, BlazeError) and error.retryable
 
 
 def cluster_urls(url: str) -> list[str]:

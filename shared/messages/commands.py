@@ -34,6 +34,12 @@ class Command(Message):
         description="Fencing epoch of the placement leader that sent it: its lease revision "
         "(R12). An agent refuses a command older than the newest fence it has seen.",
     )
+    cluster: str = Field(
+        "",
+        max_length=64,
+        description="Id of the cluster's placement state. A new one (a NATS store started "
+        "afresh, so epochs start at 1 again) makes an agent start its epoch ledger afresh.",
+    )
 
 
 class Refusal(Message):
@@ -52,3 +58,8 @@ class CommandResult(Message):
     action: Action
     done: tuple[Assignment, ...] = ()
     refused: tuple[Refusal, ...] = ()
+    fence_seen: Epoch = Field(
+        0,
+        description="Set when the whole command was refused as coming from a deposed "
+        "placement leader: the newest leader epoch the agent has seen (R12).",
+    )

@@ -7,9 +7,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from services.sim import BlackHoleRelay
 from shared.bus import Bus, NatsServer
-from shared.lease import Lease
+from shared.errors import WriteConflictError
+from shared.lease import Lease, Term, lead_while_elected
 from tests.helpers import eventually
 
 TTL = 1.5
@@ -105,5 +108,46 @@ async def test_r12_a_graceful_stop_hands_over_without_waiting_for_the_ttl(
 def _leading(lease: Lease) -> Callable[[], Awaitable[bool]]:
     async def probe() -> bool:
         return lease.leading
+
+    return probe
+
+
+async def test_r12_a_term_that_stumbles_on_a_bus_error_starts_again_and_a_bug_ends_the_replica(
+    nats_server: NatsServer,
+) -> None:
+    """R12: a leader's work that fails on a transient bus error (a lost compare-and-set)
+    is begun again from scratch under the same epoch; one that fails on a bug ends
+    ``lead_while_elected`` with that error, for the supervisor to restart the process."""
+    ((bus, lease),) = await _replicas(nats_server.url, "a")
+    terms: list[int] = []
+
+    async def stumbles_once(term: Term) -> None:
+        terms.append(term.epoch)
+        if len(terms) == 1:
+            raise WriteConflictError("state", "a deposed leader wrote last")
+        await asyncio.Event().wait()  # leads until cancelled
+
+    stop = asyncio.Event()
+    try:
+        running = asyncio.create_task(lead_while_elected(lease, stumbles_once, stop))
+        await eventually(_count(terms), lambda n: n >= 2, 10, "the term begun again")
+        assert terms[0] == terms[1]
+        assert not running.done()
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert not lease.state.leading, "a stopped replica must release its lease"
+
+        async def buggy(_term: Term) -> None:
+            raise ValueError("a bug")
+
+        with pytest.raises(ValueError, match="a bug"):
+            await asyncio.wait_for(lead_while_elected(lease, buggy, asyncio.Event()), 10)
+    finally:
+        await bus.close()
+
+
+def _count(items: list[int]) -> Callable[[], Awaitable[int]]:
+    async def probe() -> int:
+        return len(items)
 
     return probe

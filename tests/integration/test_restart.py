@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.placement.state import Placement
 from shared import subjects
 from shared.messages import (
     Action,
@@ -145,3 +146,41 @@ async def test_r11_a_nats_server_restart_does_not_stop_detection_or_placement(
         "rs-1 storage_failed and c1 failed over after the restart",
     )
     assert cameras_of(doc, "rs-1")[0]["host"] == "rs-2"
+
+
+async def test_r12_agent_keeps_the_fence_across_a_restart_and_starts_afresh_for_a_new_cluster(
+    start_cluster: StartCluster,
+) -> None:
+    """R12: an agent remembers the newest placement leader epoch in SQLite; after its own
+    restart it still refuses a whole command from an older leader, saying which epoch it
+    has seen. Commands from another cluster (a NATS store started afresh: epochs start at
+    1 again) make it start its ledger afresh instead of refusing them for ever."""
+    cluster = await start_cluster(make_config({"rs-1": 2, "rs-2": 2}, {"c1": "rs-1"}))
+    await cluster.wait_status(all_home, 20, "c1 home")
+    assert cluster.bus is not None
+    snapshot = await cluster.bus.read_state(latest=True)
+    assert snapshot is not None
+    ours = Placement.model_validate_json(snapshot[0]).cluster_id
+    assert ours
+    rs2 = subjects.command("rs-2")
+    newest = Command(server="rs-2", action=Action.CLAIM, cameras=(), fence=10_000, cluster=ours)
+    assert not (await cluster.bus.request(rs2, newest, CommandResult, timeout=5)).refused
+
+    await cluster.agents["rs-2"].close()
+    cluster.start_agent("rs-2")
+    older = newest.model_copy(
+        update={"fence": 9_999, "cameras": (Assignment(camera="c1", epoch=1_000_000),)}
+    )
+    answer = await eventually(
+        lambda: _try_request(cluster, rs2, older), lambda r: r is not None, 10, "rs-2 answers"
+    )
+    assert answer is not None
+    assert answer.fence_seen == 10_000
+    assert not answer.done
+    assert "deposed placement leader" in answer.refused[0].reason
+    assert "c1" not in cluster.recorders()["rs-2"]
+
+    fresh = older.model_copy(update={"fence": 1, "cluster": "a-cluster-started-afresh"})
+    answer = await cluster.bus.request(rs2, fresh, CommandResult, timeout=5)
+    assert [a.camera for a in answer.done] == ["c1"]
+    assert answer.fence_seen == 0
