@@ -257,6 +257,7 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
     LEADER_TERMS.labels(service=service).inc()
     log.info("%s leads %s under epoch %d", holder, service, term.epoch)
     task = asyncio.create_task(lead(term))
+    task.add_done_callback(_retrieve)  # read even if this replica is cancelled meanwhile
     try:
         while not task.done() and term.valid and not stop.is_set():
             await asyncio.wait([task], timeout=WATCH_PERIOD_S)
@@ -291,6 +292,11 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
     task.result()  # an error of a valid leader ends the replica (its supervisor restarts it)
     if not stop.is_set():
         raise RuntimeError(f"the {service} leader returned while still leading")
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _either(event: asyncio.Event, stop: asyncio.Event) -> None:

@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = _explain(exc)
         print(f"blaze: {message}", file=sys.stderr)
         return code
+    except TimeoutError:  # a JetStream read while the NATS cluster elects a leader
+        print("blaze: the cluster did not answer in time; try again", file=sys.stderr)
+        return 2
 
 
 def _explain(exc: BlazeError | ValidationError) -> tuple[str, int]:

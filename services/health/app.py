@@ -4,7 +4,6 @@ what it decides on the durable log; answers the administrator's failback confirm
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -89,9 +88,7 @@ class HealthService:
             log.info("health watching %d servers (epoch %d)", watched, term.epoch)
             await self._tick_loop()
         finally:
-            for sub in subscriptions:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._probes)
             self.term = None
 

@@ -107,9 +107,7 @@ class PlacementService:
                 tg.create_task(self._sender_loop())
                 self._wake_sender.set()
         finally:
-            for sub in subscriptions:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._tasks)
             self.term = None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ REPLICATED: dict[str, Callable[[ClusterConfig, str, str], Service]] = {
     "placement": PlacementService,
     "sync": SyncService,
 }
+STOP_BOUND_S = 10.0
+"""How long a stopping service may take before it is cancelled (and that is logged)."""
+log = logging.getLogger(__name__)
 RecorderFactory = Callable[[AgentSettings, Callable[[str], None]], Recorder]
 
 
@@ -43,10 +47,26 @@ class RunningService:
         self.task = asyncio.create_task(service.run(self.stop))
 
     async def close(self) -> None:
-        """Ask it to stop and wait (bounded) until it has."""
+        """Ask it to stop and wait (bounded) until it has; say where one that does not
+        stop in time was stuck."""
         self.stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.task, 10)
+        done, _ = await asyncio.wait([self.task], timeout=STOP_BOUND_S)
+        if not done:
+            where = " <- ".join(
+                f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(self.task.get_stack())
+            )
+            log.warning("%s did not stop within %s s: %s", self.name, STOP_BOUND_S, where)
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(self.task, STOP_BOUND_S)
+
+    @property
+    def name(self) -> str:
+        """The service's class, and its replica or server where it has one."""
+        who = getattr(self.service, "replica", None) or getattr(
+            getattr(self.service, "settings", None), "server_id", ""
+        )
+        return f"{type(self.service).__name__}({who})"
 
 
 class LocalCluster:

@@ -47,6 +47,9 @@ MAX_CONCURRENT_REQUESTS = 32
 INITIAL_CONNECT_ATTEMPTS = 2
 """Tries of the first connection before the cluster counts as unreachable."""
 
+CLOSE_STEP_S = 2.0
+"""Longest wait for each step of closing a connection."""
+
 CONSUMER_CHECK_S = 5
 """Quiet seconds after which the event consumer checks the stream for events it missed."""
 
@@ -145,13 +148,22 @@ class Bus:
             task.cancel()
         if self.nc.is_closed:
             return
+        # Each step is bounded: on a connection that was black-holed a moment ago,
+        # nats-py can wait on its socket for a long time.
         if self._service is not None:
             with contextlib.suppress(Exception):
-                await self._service.stop()
+                await asyncio.wait_for(self._service.stop(), timeout=CLOSE_STEP_S)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.nc.drain(), timeout=2.0)
+            await asyncio.wait_for(self.nc.drain(), timeout=CLOSE_STEP_S)
         with contextlib.suppress(Exception):
-            await self.nc.close()
+            await asyncio.wait_for(self.nc.close(), timeout=CLOSE_STEP_S)
+
+    @staticmethod
+    async def unsubscribe_all(subscriptions: list[Any]) -> None:
+        """Drop subscriptions, each bounded: a disconnected client may not answer."""
+        for sub in subscriptions:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), timeout=CLOSE_STEP_S)
 
     # ---- JetStream set-up ---------------------------------------------------------------------
 
