@@ -220,8 +220,9 @@ async def lead_while_elected(lease: Lease, lead: Leader, stop: asyncio.Event) ->
     the lease is no longer fresh (before it can expire for the others, R12).
 
     ``lead`` must rebuild its state from JetStream every time it starts: a replica that
-    led before and lost the lease knows nothing it can trust. An error in ``lead`` ends
-    the replica (the process exits, its supervisor restarts it)."""
+    led before and lost the lease knows nothing it can trust. A transient bus error in
+    ``lead`` begins the term again; any other error ends the replica (the process
+    exits, its supervisor restarts it)."""
     keeping = asyncio.Event()
     keeper = asyncio.create_task(lease.keep(keeping))
     try:
