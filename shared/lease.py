@@ -146,9 +146,10 @@ class Lease:
         if not self.state.leading:
             return False
         try:
-            current = await self.bus.js.get_last_msg(
+            read = self.bus.js.get_last_msg(
                 subjects.kv_stream(LEASE_BUCKET), subjects.kv_subject(LEASE_BUCKET, self.key)
             )
+            current = await asyncio.wait_for(read, self._call_timeout)
         except (TimeoutError, nats.errors.Error):
             return False
         if bytes(current.data or b"") != self._value:
@@ -209,6 +210,9 @@ Leader = Callable[[Term], Coroutine[Any, Any, None]]
 """What a replica does while it leads; it runs until cancelled."""
 
 TERM_RESTART_S = 0.5
+MAX_RESTARTS = 10
+RESTART_WINDOW_S = 60.0
+"""More than ``MAX_RESTARTS`` stumbles within this window end the replica."""
 """Pause before a leader whose term stumbled on a transient bus error begins it again."""
 
 WATCH_PERIOD_S = 0.05
@@ -225,11 +229,13 @@ async def lead_while_elected(lease: Lease, lead: Leader, stop: asyncio.Event) ->
     exits, its supervisor restarts it)."""
     keeping = asyncio.Event()
     keeper = asyncio.create_task(lease.keep(keeping))
+    restarts: list[float] = []
     try:
         while not stop.is_set():
             if not await _until_leading(lease, stop, keeper):
                 break
-            await _serve_term(Term(lease.state.epoch, lease), lead, stop)
+            if await _serve_term(Term(lease.state.epoch, lease), lead, stop):
+                _count_restart(restarts, lease.key)
     finally:
         keeping.set()
         with contextlib.suppress(Exception):
@@ -251,8 +257,19 @@ async def _until_leading(lease: Lease, stop: asyncio.Event, keeper: asyncio.Task
     return True
 
 
-async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
-    """Run one term of leadership until the lease lapses or ``stop``."""
+def _count_restart(restarts: list[float], service: str) -> None:
+    """A term that keeps stumbling is not transient after all: end the replica."""
+    now = time.monotonic()
+    restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+    if len(restarts) > MAX_RESTARTS:
+        raise RuntimeError(
+            f"the {service} term stumbled {len(restarts)} times in {RESTART_WINDOW_S:.0f} s"
+        )
+
+
+async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> bool:
+    """Run one term of leadership until the lease lapses or ``stop``; True when it
+    stumbled on a transient error and must begin again."""
     service, holder = term.lease.key, term.lease.holder
     LEADING.labels(service=service, replica=holder).set(1)
     LEADER_TERMS.labels(service=service).inc()
@@ -272,11 +289,11 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
             log.warning(
                 "%s stopped leading %s (epoch %d): lease lapsed", holder, service, term.epoch
             )
-        return
+        return False
     error = task.exception()
     if error is not None and not term.valid:
         log.warning("%s ended its term of %s after losing the lease: %r", holder, service, error)
-        return
+        return False
     if error is not None and is_transient(error):
         # JetStream without a stream leader for a moment, or a deposed leader's late
         # write: begin again from what JetStream holds (level-triggered), still leading.
@@ -289,10 +306,11 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> None:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=TERM_RESTART_S)
-        return
+        return True
     task.result()  # an error of a valid leader ends the replica (its supervisor restarts it)
     if not stop.is_set():
         raise RuntimeError(f"the {service} leader returned while still leading")
+    return False
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -69,6 +69,11 @@ class Agent:
         self._bus: Bus | None = None
         self._command_lock = asyncio.Lock()
 
+    @property
+    def placement_fence(self) -> int:
+        """The newest placement leader epoch this agent has seen (0 before any)."""
+        return self._ledger.fence("placement") if self._ledger is not None else 0
+
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeat, probe storage and answer commands until ``stop``."""
         s = self.settings

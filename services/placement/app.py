@@ -65,6 +65,7 @@ class PlacementService:
         self._next_try: dict[CommandKey, tuple[float, float]] = {}
         self._misses: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unannounced: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stand by, and decide whenever this replica holds the lease, until ``stop``."""
@@ -88,13 +89,13 @@ class PlacementService:
         subscriptions = []
         try:
             await self._load(bus)
+            self._unannounced = set(self.state.servers)
             subscriptions = [
                 await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat),
                 await bus.serve(
                     subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal
                 ),
             ]
-            self._announce_fence()
             log.info(
                 "placement resumed at log position %d, epoch %d, %d cameras (fence %d)",
                 self.state.cursor,
@@ -118,6 +119,7 @@ class PlacementService:
         self._in_flight.clear()
         self._next_try.clear()
         self._misses.clear()
+        self._unannounced.clear()
 
     def _leading(self) -> bool:
         return self.term is not None and self.term.valid
@@ -183,20 +185,20 @@ class PlacementService:
                 await asyncio.wait_for(self._wake_sender.wait(), timeout=0.25)
             self._wake_sender.clear()
             now = time.monotonic()
-            wanted = {(c.server, c.action, c.cameras): c for c in self.state.outstanding_commands()}
+            commands = [*self.state.outstanding_commands(), *self._announcements()]
+            wanted = {(c.server, c.action, c.cameras): c for c in commands}
             self._next_try = {k: v for k, v in self._next_try.items() if k in wanted}
             for key, command in wanted.items():
                 if key in self._in_flight or self._next_try.get(key, (0.0, 0.0))[0] > now:
                     continue
                 self._spawn(self._send(key, command))
 
-    def _announce_fence(self) -> None:
-        """Tell every agent this term's epoch at once (an empty command), so a deposed
-        leader's command still on its way is refused there, not only where this leader
-        has already sent a move."""
-        for server in self.state.servers:
-            empty = Command(server=server, action=Action.CLAIM, cameras=())
-            self._spawn(self._send((server, Action.CLAIM, ()), empty))
+    def _announcements(self) -> list[Command]:
+        """An empty command to every agent that has not answered one of this term yet:
+        it learns this term's epoch at once, so a deposed leader's command still on its
+        way is refused everywhere, not only where this leader has moved a camera.
+        Retried with the same back-off as any command until the agent answers."""
+        return [Command(server=s, action=Action.CLAIM, cameras=()) for s in self._unannounced]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -234,6 +236,7 @@ class PlacementService:
             self._in_flight.discard(key)
         COMMAND_SECONDS.observe(time.monotonic() - t0)
         COMMANDS.labels(action=command.action, outcome="answered").inc()
+        self._unannounced.discard(command.server)
         if result.fence_seen > term.epoch:
             # Not a refusal to re-plan: a newer leader exists, and this one is deposed.
             log.warning(

@@ -197,23 +197,27 @@ class SyncService:
                 log.warning("sync job %s was written by a deposed leader", job.key)
                 if self._adopt_if_further(job, stored, revision):
                     return
+                value = self.jobs[job.key].model_dump_json().encode()
             self._revisions[job.key] = await self._bus.write_record(job.key, value, revision)
 
     def _adopt_if_further(self, job: SyncJob, stored: bytes, revision: int) -> bool:
-        """Keep a deposed leader's record if it got further than ours (completed, or
-        more segments home); otherwise ours overwrites it. Either way nothing is lost:
-        what is home is in the home agent's ledger, re-read at every resume."""
+        """A deposed leader's record that completed the job is kept; otherwise ours is
+        written, with the further of the two progress counts (our state and reason:
+        a pause stays a pause). Nothing is lost either way: what is home is in the home
+        agent's ledger, re-read at every resume."""
         try:
             theirs = SyncJob.model_validate_json(stored)
         except ValidationError:
             return False
-        done = JobState.COMPLETED
-        if theirs.state is done or (
-            job.state is not done and theirs.segments_done > job.segments_done
-        ):
+        if theirs.state is JobState.COMPLETED:
             self.jobs[job.key] = theirs
             self._revisions[job.key] = revision
             return True
+        if theirs.segments_done > job.segments_done:
+            job = job.model_copy(
+                update={"segments_done": theirs.segments_done, "bytes_done": theirs.bytes_done}
+            )
+            self.jobs[job.key] = job
         return False
 
     async def _pause_home(self, home: str, reason: str) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import nats
@@ -52,6 +53,17 @@ CLOSE_STEP_S = 2.0
 
 CONSUMER_CHECK_S = 5
 """Quiet seconds after which the event consumer checks the stream for events it missed."""
+
+TRANSIENT_NATS_ERRORS = (
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.FlushTimeoutError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+"""nats-py errors that a moment later, or on another node, may not happen again."""
 
 STREAM_EXISTS = 10058
 """JetStream's error code for a stream (or bucket) that exists with another config."""
@@ -581,8 +593,10 @@ def is_transient(error: BaseException) -> bool:
     An exception group is transient when everything in it is."""
     if isinstance(error, BaseExceptionGroup):
         return all(is_transient(e) for e in error.exceptions)
-    if isinstance(error, WriteConflictError | TimeoutError | nats.errors.Error):
+    if isinstance(error, (WriteConflictError, TimeoutError, *TRANSIENT_NATS_ERRORS)):
         return True
+    if isinstance(error, nats.js.errors.APIError):
+        return bool(error.code == HTTPStatus.SERVICE_UNAVAILABLE)
     return isinstance(error, BlazeError) and error.retryable
 
 

@@ -84,8 +84,15 @@ async def test_agent_refuses_a_command_older_than_an_epoch_it_has_seen_even_afte
     await cluster.wait_status(all_home, 20, "c1 home")
     assert cluster.bus is not None
     epoch = cluster.recorders()["rs-1"]["c1"]
-    stale = Command(
-        server="rs-2", action=Action.CLAIM, cameras=(Assignment(camera="c1", epoch=epoch),)
+    snapshot = await cluster.bus.read_state(latest=True)
+    assert snapshot is not None
+    ours = Placement.model_validate_json(snapshot[0]).cluster_id
+    stale = Command(  # a leader fence above the real one: only the camera epoch is stale
+        server="rs-2",
+        action=Action.CLAIM,
+        cameras=(Assignment(camera="c1", epoch=epoch),),
+        fence=10_000,
+        cluster=ours,
     )
     newer = stale.model_copy(update={"cameras": (Assignment(camera="c1", epoch=epoch + 100),)})
     rs2 = subjects.command("rs-2")
@@ -162,6 +169,12 @@ async def test_r12_agent_keeps_the_fence_across_a_restart_and_starts_afresh_for_
     assert snapshot is not None
     ours = Placement.model_validate_json(snapshot[0]).cluster_id
     assert ours
+
+    async def fence_of_rs2() -> int:
+        return cluster.agent("rs-2").placement_fence
+
+    # rs-2 hosts nothing, yet the leader's announcement told it the epoch.
+    await eventually(fence_of_rs2, lambda f: f > 0, 10, "rs-2 knows the leader's epoch")
     rs2 = subjects.command("rs-2")
     newest = Command(server="rs-2", action=Action.CLAIM, cameras=(), fence=10_000, cluster=ours)
     assert not (await cluster.bus.request(rs2, newest, CommandResult, timeout=5)).refused
