@@ -88,8 +88,15 @@ def config(network_timeout: float) -> ClusterConfig:
 
 
 async def wait_for(cluster: LocalCluster, pred: Callable[[Status], bool], within: float) -> None:
+    """Poll the status until ``pred`` holds; a read that fails (JetStream electing a
+    leader after a node died) is tried again."""
     deadline = time.monotonic() + within
-    while not pred(await cluster.status()):
+    while True:
+        try:
+            if pred(await cluster.status()):
+                return
+        except Exception:  # noqa: BLE001 (any read may fail while NATS elects)
+            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"cluster did not settle within {within} s")
         await asyncio.sleep(0.05)

@@ -20,10 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +39,7 @@ from bench.failover import (
 from bench.failover import config as failover_config
 from services.heartbeat.app import AgentSettings
 from services.sim.local import LocalCluster, Status, all_home
+from services.sim.processes import ServiceProcesses
 from shared import subjects
 from shared.bus import NatsCluster, embedded_cluster, read_leases
 from shared.config import ClusterConfig
@@ -52,41 +49,6 @@ from shared.messages import CameraMovePlanned, Heartbeat, Message
 RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger("bench.ha")
 REPLICAS = ("placement-a", "placement-b")
-
-
-class Placements:
-    """Two placement replicas as OS processes: kill the leader, start it again as standby."""
-
-    def __init__(self, config: ClusterConfig, url: str, root: Path) -> None:
-        self.config_path = root / "cluster.json"
-        self.config_path.write_text(config.model_dump_json(by_alias=True))
-        self.url = url
-        self.root = root
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, replica: str) -> None:
-        argv = [sys.executable, "-m", "services.sim.run_service", "placement"]
-        with (self.root / f"{replica}.log").open("ab") as log:
-            self.processes[replica] = subprocess.Popen(
-                [*argv, str(self.config_path), self.url, replica],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self, replica: str) -> None:
-        os.kill(self.processes[replica].pid, signal.SIGKILL)
-        self.processes[replica].wait()
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 async def leader(cluster: LocalCluster) -> str | None:
@@ -109,13 +71,13 @@ async def until_leader(cluster: LocalCluster, wanted: Callable[[str | None], boo
 async def back_home(cluster: LocalCluster) -> None:
     """Repair rs-1's storage, confirm the failback (R7), wait until all are home."""
     cluster.repair_storage(FAILING)
-    await settle(cluster, lambda s: _server(s, FAILING)["storage"] == "ok", 60)
+    await wait_for(cluster, lambda s: _server(s, FAILING)["storage"] == "ok", 60)
     deadline = time.monotonic() + 120  # a new health leader needs a fresh heartbeat first
     while not await confirmed(cluster):
         if time.monotonic() > deadline:
             raise TimeoutError("failback confirmation refused for 120 s")
         await asyncio.sleep(0.2)  # no health leader for a moment after a node died
-    await settle(cluster, all_home, 60)
+    await wait_for(cluster, all_home, 60)
 
 
 async def confirmed(cluster: LocalCluster) -> bool:
@@ -129,26 +91,12 @@ async def confirmed(cluster: LocalCluster) -> bool:
     return reply.ok
 
 
-async def settle(cluster: LocalCluster, pred: Callable[[Status], bool], within: float) -> None:
-    """``wait_for`` that tolerates reads failing while JetStream elects leaders."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if pred(await cluster.status()):
-                return
-        except Exception as exc:  # noqa: BLE001 (any read may fail while NATS elects)
-            log.info("status not readable yet: %r", exc)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"cluster did not settle within {within} s")
-        await asyncio.sleep(0.05)
-
-
 def _server(doc: Status, sid: str) -> dict[str, Any]:
     return next(s for s in doc["servers"] if s["id"] == sid)
 
 
 async def takeover_run(
-    cluster: LocalCluster, placements: Placements, watch: Watch, cameras: list[str]
+    cluster: LocalCluster, placements: ServiceProcesses, watch: Watch, cameras: list[str]
 ) -> tuple[float, float]:
     """SIGKILL the placement leader as rs-1's storage fails; (lease taken, all re-hosted)."""
     old = await leader(cluster)
@@ -159,7 +107,7 @@ async def takeover_run(
     cluster.fail_storage(FAILING)
     taken = await until_leader(cluster, lambda h: h is not None and h != old)
     done = await until_rehosted(watch, cameras, 60)
-    placements.start(old)  # the new standby
+    placements.start("placement", old)  # the new standby
     await back_home(cluster)
     return taken - killed, done - killed
 
@@ -187,7 +135,7 @@ async def node_run(cluster: LocalCluster, watch: Watch, cameras: list[str]) -> t
     await sub.unsubscribe()
     done = await until_rehosted(watch, cameras, 60)
     assert watch.storage_report is not None
-    await settle(cluster, lambda s: all(_failed_over(s, c) for c in cameras), 60)
+    await wait_for(cluster, lambda s: all(_failed_over(s, c) for c in cameras), 60)
     confirmed_at = time.monotonic()
     return done - watch.storage_report, confirmed_at - watch.storage_report
 
@@ -225,10 +173,10 @@ async def takeovers(runs: int, config: ClusterConfig) -> list[tuple[float, float
     """``runs`` placement-leader kills in one cluster, each followed by failback."""
     with tempfile.TemporaryDirectory(prefix="blaze-bench-ha-") as tmp:
         async with ha_cluster(Path(tmp), config) as (cluster, watch):
-            placements = Placements(config, cluster.nats.url, Path(tmp))
+            placements = ServiceProcesses(config, cluster.nats.url, Path(tmp) / "processes")
             try:
                 for replica in REPLICAS:
-                    placements.start(replica)
+                    placements.start("placement", replica)
                 await wait_for(cluster, all_home, 60)
                 cameras = [c.id for c in config.cameras if c.home == FAILING]
                 return [

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import nats.errors
 import nats.js.errors
@@ -29,6 +29,7 @@ from nats.js import api
 
 from shared import subjects
 from shared.bus import Bus, is_transient
+from shared.config import ClusterConfig
 from shared.metrics import LEADER_TERMS, LEADING
 
 log = logging.getLogger(__name__)
@@ -109,17 +110,10 @@ class Lease:
         try:
             return int(await kv.create(self.key, self._value, msg_ttl=self._key_ttl))
         except nats.js.errors.KeyWrongLastSequenceError:
-            last = await self.bus.js.get_last_msg(
-                subjects.kv_stream(LEASE_BUCKET), subjects.kv_subject(LEASE_BUCKET, self.key)
-            )
-            headers = last.headers or {}
-            gone = "Nats-Marker-Reason" in headers or headers.get("KV-Operation") in (
-                "DEL",
-                "PURGE",
-            )
-            if not gone:
+            last = await self.bus.last_entry(LEASE_BUCKET, self.key)
+            if last is None or not _gone(last[2]):
                 raise
-            return await self._renew(int(last.seq))
+            return await self._renew(last[1])
 
     async def _renew(self, last: int) -> int:
         """Compare-and-set the key with a fresh TTL (nats-py's ``update`` takes no TTL)."""
@@ -146,15 +140,13 @@ class Lease:
         if not self.state.leading:
             return False
         try:
-            read = self.bus.js.get_last_msg(
-                subjects.kv_stream(LEASE_BUCKET), subjects.kv_subject(LEASE_BUCKET, self.key)
-            )
+            read = self.bus.last_entry(LEASE_BUCKET, self.key)
             current = await asyncio.wait_for(read, self._call_timeout)
         except (TimeoutError, nats.errors.Error):
             return False
-        if bytes(current.data or b"") != self._value:
+        if current is None or current[0] != self._value:
             return False
-        self._revision = int(current.seq)
+        self._revision = current[1]
         return True
 
     def _set(self, *, leading: bool, renewed_at: float | None = None) -> None:
@@ -191,6 +183,11 @@ class Lease:
         with contextlib.suppress(TimeoutError, nats.errors.Error):
             await kv.delete(self.key, last=self._revision)
         self._set(leading=False)
+
+
+def _gone(headers: dict[str, str]) -> bool:
+    """An expiry marker or a delete: nobody holds the key."""
+    return "Nats-Marker-Reason" in headers or headers.get("KV-Operation") in ("DEL", "PURGE")
 
 
 @dataclass(frozen=True)
@@ -325,3 +322,48 @@ async def _either(event: asyncio.Event, stop: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
+
+
+class ReplicatedService:
+    """A service that stands by and acts only while this replica leads (R12).
+
+    Subclasses name the service (``SERVICE``, also its lease key), describe it for
+    ``nats micro`` and implement ``lead(term)``, which runs for as long as the term
+    lasts and must rebuild its state from JetStream each time."""
+
+    SERVICE: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
+        self.config = config
+        self.nats_url = nats_url
+        self.replica = replica or self.SERVICE
+        self.term: Term | None = None
+        self._bus: Bus | None = None
+
+    @property
+    def leading(self) -> bool:
+        """True while this replica leads under its current term (check before acting)."""
+        return self.term is not None and self.term.valid
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, stand by, and lead whenever this replica holds the lease, until ``stop``."""
+        self._bus = bus = await Bus.connect(self.nats_url, f"{self.SERVICE}-{self.replica}")
+        try:
+            await bus.ensure_streams()
+            await bus.announce(f"blaze-{self.SERVICE}", self.DESCRIPTION, replica=self.replica)
+            lease = Lease(bus, self.SERVICE, self.replica, self.config.timing.lease_ttl)
+            await lead_while_elected(lease, self._serve, stop)
+        finally:
+            await bus.close()
+
+    async def _serve(self, term: Term) -> None:
+        self.term = term
+        try:
+            await self.lead(term)
+        finally:
+            self.term = None
+
+    async def lead(self, term: Term) -> None:
+        """One term as leader; runs until cancelled."""
+        raise NotImplementedError

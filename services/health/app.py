@@ -14,7 +14,7 @@ from shared.bounded import cancel_all
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError, NoRespondersError, RequestTimeoutError
-from shared.lease import Lease, Term, lead_while_elected
+from shared.lease import ReplicatedService, Term
 from shared.messages import (
     FailbackRequest,
     FailoversHeld,
@@ -30,16 +30,15 @@ from shared.metrics import HEARTBEATS_RECEIVED, PROBES, REJECTED, SERVERS_FAILED
 log = logging.getLogger(__name__)
 
 
-class HealthService:
+class HealthService(ReplicatedService):
     """Failure detection for the whole cluster: one replica of it leads (R12)."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "health") -> None:
-        self.config = config
-        self.nats_url = nats_url
-        self.replica = replica
+    SERVICE = "health"
+    DESCRIPTION = "failure detection (R2, R3, R6, R7)"
+
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
+        super().__init__(config, nats_url, replica)
         self.detector = self._new_detector()
-        self.term: Term | None = None
-        self._bus: Bus | None = None
         self._published: Counter[str] = Counter()
         self._publish_lock = asyncio.Lock()
         self._probes: set[asyncio.Task[None]] = set()
@@ -57,24 +56,10 @@ class HealthService:
             mass_silence_max_hold=guard.mass_silence_max_hold,
         )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Stand by, and detect whenever this replica holds the lease, until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, f"health-{self.replica}")
-        try:
-            await bus.ensure_streams()
-            await bus.announce(
-                "blaze-health", "failure detection (R2, R3, R6, R7)", replica=self.replica
-            )
-            lease = Lease(bus, "health", self.replica, self.config.timing.lease_ttl)
-            await lead_while_elected(lease, self._lead, stop)
-        finally:
-            await bus.close()
-
-    async def _lead(self, term: Term) -> None:
+    async def lead(self, term: Term) -> None:
         """One term as leader: a fresh detector restored from the log (R2, R12)."""
         assert self._bus is not None
         bus = self._bus
-        self.term = term
         subscriptions = []
         try:
             await self._restore(bus)
@@ -90,7 +75,6 @@ class HealthService:
         finally:
             await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._probes)
-            self.term = None
 
     async def _restore(self, bus: Bus) -> None:
         """Rebuild each server's failure state from the log; watch every server afresh.
@@ -170,7 +154,7 @@ class HealthService:
         else:
             subject = subjects.server_event(event.server, event.type)
         async with self._publish_lock:
-            if self.term is None or not self.term.valid:
+            if not self.leading:
                 return False  # deposed: the next leader decides again from the log
             n = self._published[key]
             await self._bus.publish_event(subject, event, f"health-{key}-{n}-{event.type}")
@@ -191,7 +175,7 @@ class HealthService:
 
     async def _on_failback(self, request: FailbackRequest) -> Message:
         """R7: the administrator's confirmation, refused with the reason when premature."""
-        if self.term is None or not self.term.valid:
+        if not self.leading:
             return Reply(ok=False, reason="this health replica no longer leads; try again")
         try:
             events = self.detector.confirm_failback(request.server, time.monotonic(), request.by)

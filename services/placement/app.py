@@ -24,7 +24,7 @@ from shared.bounded import cancel_all
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError
-from shared.lease import Lease, Term, lead_while_elected
+from shared.lease import ReplicatedService, Term
 from shared.messages import (
     Action,
     Assignment,
@@ -49,17 +49,16 @@ CommandKey = tuple[str, Action, tuple[Assignment, ...]]
 MISSES_BEFORE_RECLAIM = 2
 
 
-class PlacementService:
+class PlacementService(ReplicatedService):
     """The single decider of who records which camera: one replica of it leads (R12)."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "placement") -> None:
-        self.config = config
-        self.nats_url = nats_url
-        self.replica = replica
+    SERVICE = "placement"
+    DESCRIPTION = "who records which camera (R4-R8, R10)"
+
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
+        super().__init__(config, nats_url, replica)
         self.state = Placement()
-        self.term: Term | None = None
         self._revision: int | None = None
-        self._bus: Bus | None = None
         self._wake_sender = asyncio.Event()
         self._in_flight: set[CommandKey] = set()
         self._next_try: dict[CommandKey, tuple[float, float]] = {}
@@ -67,24 +66,10 @@ class PlacementService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unannounced: set[str] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Stand by, and decide whenever this replica holds the lease, until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, f"placement-{self.replica}")
-        try:
-            await bus.ensure_streams()
-            await bus.announce(
-                "blaze-placement", "who records which camera (R4-R8, R10)", replica=self.replica
-            )
-            lease = Lease(bus, "placement", self.replica, self.config.timing.lease_ttl)
-            await lead_while_elected(lease, self._lead, stop)
-        finally:
-            await bus.close()
-
-    async def _lead(self, term: Term) -> None:
+    async def lead(self, term: Term) -> None:
         """One term as leader: rebuild everything from JetStream, then decide (R11, R12)."""
         assert self._bus is not None
         bus = self._bus
-        self.term = term
         self._forget()
         subscriptions = []
         try:
@@ -110,7 +95,6 @@ class PlacementService:
         finally:
             await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._tasks)
-            self.term = None
 
     def _forget(self) -> None:
         """Nothing from an earlier term is trusted: the state comes from KV again."""
@@ -120,9 +104,6 @@ class PlacementService:
         self._next_try.clear()
         self._misses.clear()
         self._unannounced.clear()
-
-    def _leading(self) -> bool:
-        return self.term is not None and self.term.valid
 
     # ---- state: load, fold, commit ----
 
@@ -137,7 +118,7 @@ class PlacementService:
             self.state = Placement.model_validate_json(raw)
             notices = self.state.adopt(self.config)
             await self._publish(notices, f"adopt-{self.state.cursor}")
-        if not self.state.cluster_id:
+        if not self.state.cluster_id:  # random, so here and not in the deterministic fold
             self.state.cluster_id = uuid.uuid4().hex
         await self._commit()
 

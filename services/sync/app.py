@@ -28,7 +28,7 @@ from shared.bounded import cancel_all, for_each
 from shared.bus import Bus
 from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
-from shared.lease import Lease, Term, lead_while_elected
+from shared.lease import ReplicatedService, Term
 from shared.messages import (
     DropResult,
     DropSegment,
@@ -63,16 +63,15 @@ class JobBlockedError(Exception):
         self.reason = reason
 
 
-class SyncService:
+class SyncService(ReplicatedService):
     """The one decider of which footage goes home, and the driver of its transfer."""
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str = "sync") -> None:
-        self.config = config
+    SERVICE = "sync"
+    DESCRIPTION = "footage back home after failback (R9)"
+
+    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
+        super().__init__(config, nats_url, replica)
         self.settings = config.sync
-        self.nats_url = nats_url
-        self.replica = replica
-        self.term: Term | None = None
-        self._bus: Bus | None = None
         self._forget()
 
     def _forget(self) -> None:
@@ -85,30 +84,15 @@ class SyncService:
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._progress_at: dict[str, float] = {}
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Stand by, and move footage whenever this replica holds the lease, until ``stop``."""
-        self._bus = bus = await Bus.connect(self.nats_url, f"sync-{self.replica}")
-        try:
-            await bus.ensure_streams()
-            await bus.announce(
-                "blaze-sync", "footage back home after failback (R9)", replica=self.replica
-            )
-            lease = Lease(bus, "sync", self.replica, self.config.timing.lease_ttl)
-            await lead_while_elected(lease, self._lead, stop)
-        finally:
-            await bus.close()
-
-    async def _lead(self, term: Term) -> None:
+    async def lead(self, term: Term) -> None:
         """One term as leader: jobs from KV, stints from the whole log, then carry on (R12)."""
         assert self._bus is not None
-        self.term = term
         self._forget()
         try:
             await self._load_jobs(self._bus)
             await self._fold_loop(self._bus)
         finally:
             await cancel_all(self._runners.values())
-            self.term = None
 
     # ---- the log and the jobs ----
 
@@ -191,7 +175,7 @@ class SyncService:
             current = await self._bus.read_records(job.key)
             stored, revision = current.get(job.key, (b"", 0))
             if stored not in attempted:
-                if not self._leading():
+                if not self.leading:
                     raise
                 # A deposed leader wrote last, before it noticed.
                 log.warning("sync job %s was written by a deposed leader", job.key)
@@ -228,9 +212,6 @@ class SyncService:
                 )
                 await self._failed(job, reason, paused=True)
         self._count()
-
-    def _leading(self) -> bool:
-        return self.term is not None and self.term.valid
 
     def _open(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state is not JobState.COMPLETED)
@@ -347,7 +328,7 @@ class SyncService:
                 raise JobBlockedError(f"home {job.home}: {fetched.reason}")
             refetched += fetched.refetched_chunks
             assert segment.sha256 is not None  # listed with hashes; fetch verified it
-            if not self._leading():
+            if not self.leading:
                 raise JobBlockedError("this sync replica no longer leads")
             drop = DropSegment(camera=job.camera, name=segment.name, sha256=segment.sha256)
             dropped = await self._ask(job.source, "drop", drop, DropResult)

@@ -530,15 +530,24 @@ class Bus:
         return bytes(entry.value), int(entry.revision)
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[bytes, int] | None:
+        entry = await self.last_entry(bucket, key)
+        if entry is None:
+            return None
+        data, revision, headers = entry
+        if headers.get("KV-Operation") in ("DEL", "PURGE") or not data:
+            return None
+        return data, revision
+
+    async def last_entry(self, bucket: str, key: str) -> tuple[bytes, int, dict[str, str]] | None:
+        """The newest message stored under a KV key, as the stream leader has it (not a
+        possibly lagging replica): (value, revision, headers), markers and deletes included."""
         try:
             msg = await self.js.get_last_msg(
                 subjects.kv_stream(bucket), subjects.kv_subject(bucket, key)
             )
         except nats.js.errors.NotFoundError:
             return None
-        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
-            return None
-        return bytes(msg.data), int(msg.seq)
+        return bytes(msg.data or b""), int(msg.seq), dict(msg.headers or {})
 
     async def write_state(self, value: bytes, revision: int | None) -> int:
         """Write the snapshot if nobody else did since ``revision`` (None: must not exist)."""

@@ -3,16 +3,13 @@ every status read, and placement as a real process (to kill it with SIGKILL)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
 from services.sim.local import LocalCluster, RunningService, Status, all_home
+from services.sim.processes import ServiceProcesses
 from shared.bus import NatsCluster, NatsServer
 from shared.config import (
     CameraConfig,
@@ -74,7 +71,7 @@ class TestCluster(LocalCluster):
 
     def __init__(self, nats: NatsServer | NatsCluster, config: ClusterConfig, root: Path) -> None:
         super().__init__(nats, config, root)
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes = ServiceProcesses(config, nats.url, root)
         self.lowered: set[str] = set()  # capacity lowered below load: over capacity by design
 
     async def start(  # type: ignore[override]
@@ -99,25 +96,13 @@ class TestCluster(LocalCluster):
         return self
 
     def start_process(self, name: str, replica: str | None = None) -> None:
-        """Run ``health``, ``placement`` or ``sync`` as its own OS process, kept in
-        ``processes`` under its replica name (default: ``name``)."""
-        replica = replica or name
-        config_path = self.root / "cluster.json"
-        config_path.write_text(self.config.model_dump_json(by_alias=True))
-        command = [sys.executable, "-m", "services.sim.run_service", name]
-        with (self.root / f"{replica}.log").open("ab") as log:
-            self.processes[replica] = subprocess.Popen(
-                [*command, str(config_path), self.nats.url, replica],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        """Run ``health``, ``placement`` or ``sync`` as its own OS process, kept under its
+        replica name (default: ``name``)."""
+        self.processes.start(name, replica)
 
     def kill_process(self, name: str) -> None:
         """SIGKILL a service process and reap it."""
-        process = self.processes[name]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        self.processes.kill(name)
 
     def start_placement_process(self) -> None:
         self.start_process("placement")
@@ -127,17 +112,7 @@ class TestCluster(LocalCluster):
 
     async def close(self) -> None:
         await super().close()
-        stubborn = []
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                stubborn.append(name)
+        stubborn = self.processes.stop()
         assert not stubborn, f"ignored SIGTERM for 10 s: {stubborn}"
 
     async def status(self) -> Status:
