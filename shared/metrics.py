@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
 
 REJECTED = Counter(
     "blaze_rejected_messages_total",
@@ -56,7 +60,22 @@ SYNC_LAG_SECONDS = Gauge(
 )
 
 
-def serve_metrics(port: int | None) -> None:
-    """Serve /metrics on 127.0.0.1:port; no-op when port is None."""
-    if port is not None:
-        start_http_server(port, addr="127.0.0.1")
+def serve_metrics(port: int | None) -> int | None:
+    """Serve /metrics on 127.0.0.1:port; no-op when port is None. A port already taken
+    (picked free, then taken by another process's connection) falls back to one the OS
+    picks, with a warning: a recording server's agent must not stop over its metrics.
+    Returns the port served."""
+    if port is None:
+        return None
+    try:
+        server, _ = start_http_server(port, addr="127.0.0.1")
+    except OSError as exc:
+        server, _ = start_http_server(0, addr="127.0.0.1")
+        log.warning(
+            "metrics port %d unavailable (%s); serving /metrics on port %d instead",
+            port,
+            exc.strerror or exc,
+            server.server_port,
+        )
+    served: int = server.server_port
+    return served

@@ -131,7 +131,10 @@ class Supervisor:
             self._add(f"agent-{server.id}", [*argv, *common])
 
     def _add(self, name: str, module_argv: list[str]) -> None:
+        taken = {p.metrics_port for p in self.processes.values()}
         port = free_port()
+        while port in taken:  # the OS may hand the same free port out twice
+            port = free_port()
         argv = [sys.executable, "-m", *module_argv, "--metrics-port", str(port)]
         log_path = self.data_dir / "logs" / f"{name}.log"
         self.processes[name] = ManagedProcess(name, argv, log_path, port)
