@@ -1,4 +1,4 @@
-"""The cluster config: TOML with ``[timing]``, ``[[server]]`` and ``[[camera]]``.
+"""The cluster config: TOML with ``[timing]``, ``[placement]``, ``[[server]]`` and ``[[camera]]``.
 
 A bad config is refused with a message naming the entry; nothing starts on a
 config that could put more cameras on a server than its channel capacity.
@@ -129,12 +129,49 @@ class Detection(BaseModel):
     )
 
 
+class FailbackMode(StrEnum):
+    """How a camera goes home at failback (R8)."""
+
+    RELEASE_FIRST = "release_first"
+    MAKE_BEFORE_BREAK = "make_before_break"
+
+
+class PlacementPolicy(BaseModel):
+    """How far a camera may travel from home, and what may displace or hand over (R4, R5, R8)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    across_groups: bool = Field(
+        True,
+        description="A camera that fits nowhere in its home server's group may go to another "
+        "group of the same site.",
+    )
+    across_sites: bool = Field(
+        False, description="A camera that fits nowhere in its home site may go to another site."
+    )
+    preemption: bool = Field(
+        False,
+        description="A high camera that would stay Pending displaces a low camera recording "
+        "away from home, which becomes Pending in its place.",
+    )
+    failback: FailbackMode = Field(
+        FailbackMode.RELEASE_FIRST,
+        description="release_first: the host stops, then home starts. make_before_break: home "
+        "starts and writes its first segment before the host is told to stop (no gap, a brief "
+        "double recording under two epochs).",
+    )
+
+
 class ServerConfig(BaseModel):
     """One recording server."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: Identifier
+    site: Identifier = Field("default", description="Where it stands; failover stays in a site.")
+    group: Identifier = Field(
+        "default", description="Its failover group within the site: cameras try it first."
+    )
     capacity: int = Field(
         strict=True, ge=0, le=100_000, description="Channel capacity: cameras it may host."
     )
@@ -151,6 +188,9 @@ class CameraConfig(BaseModel):
     id: Identifier
     home: Identifier
     priority: Priority = Priority.MEDIUM
+    failback: FailbackMode | None = Field(
+        None, description="This camera's failback; unset: the [placement] failback."
+    )
 
 
 class ClusterConfig(BaseModel):
@@ -161,6 +201,7 @@ class ClusterConfig(BaseModel):
     timing: Timing = Field(default_factory=Timing)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     detection: Detection = Field(default_factory=Detection)
+    placement: PlacementPolicy = Field(default_factory=PlacementPolicy)
     servers: tuple[ServerConfig, ...] = Field(default=(), alias="server")
     cameras: tuple[CameraConfig, ...] = Field(default=(), alias="camera")
 

@@ -193,6 +193,8 @@ class Agent:
                     await self.recorder.start(a.camera, a.epoch)
                 else:
                     await self.recorder.stop(a.camera)
+            if command.first_segment and command.action is Action.CLAIM:
+                fresh = await self._first_segments_written(fresh)
         if refused:
             log.warning("refused %d stale %s assignments", len(refused), command.action)
         return CommandResult(
@@ -201,6 +203,19 @@ class Agent:
             done=tuple(Assignment(camera=a.camera, epoch=a.epoch) for a in fresh),
             refused=tuple(refused),
         )
+
+    async def _first_segments_written(self, claimed: list[Assignment]) -> list[Assignment]:
+        """Make-before-break: only cameras whose first segment is on disk count as claimed;
+        the others stay with their old host, and placement asks again."""
+        waits = asyncio.gather(*(self.recorder.first_segment(a.camera) for a in claimed))
+        try:
+            written = await asyncio.wait_for(waits, self.settings.timing.command_timeout)
+        except TimeoutError:
+            written = [False] * len(claimed)
+        failed = [a.camera for a, ok in zip(claimed, written, strict=True) if not ok]
+        if failed:
+            log.warning("first segment not written for %s: claim not confirmed", failed)
+        return [a for a, ok in zip(claimed, written, strict=True) if ok]
 
     async def _check_fence(self, command: Command) -> CommandResult | None:
         """R12: the whole command refused if its leader is older than one already seen;

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +23,19 @@ from shared.metrics import SEGMENT_WRITE_FAILURES, SEGMENTS_WRITTEN
 log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 2048
+STINTS_KEPT = 10_000
+
+
+@dataclass
+class Stint:
+    """One camera recorded on this server from ``started`` (its first segment) to
+    ``stopped`` (None while it records): how recording gaps and double recording at a
+    handover are measured to the millisecond, finer than segment files show."""
+
+    camera: str
+    epoch: int
+    started: datetime
+    stopped: datetime | None = None
 
 
 class Recorder(Protocol):
@@ -31,6 +46,9 @@ class Recorder(Protocol):
 
     async def stop(self, camera: str) -> None:
         """Stop recording this camera (idempotent)."""
+
+    async def first_segment(self, camera: str) -> bool:
+        """Wait until this camera's first segment is written; False if that write failed."""
 
     def recording(self) -> dict[str, int]:
         """Cameras recording now, with the epoch they record under."""
@@ -55,10 +73,14 @@ class SimulatedRecorder:
         self._server_id = server_id
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._epochs: dict[str, int] = {}
+        self._written: dict[str, asyncio.Future[bool]] = {}
+        self._open: dict[str, Stint] = {}
+        self.stints: deque[Stint] = deque(maxlen=STINTS_KEPT)
 
     async def start(self, camera: str, epoch: int) -> None:
         self._epochs[camera] = epoch
         if camera not in self._tasks:
+            self._written[camera] = asyncio.get_running_loop().create_future()
             self._tasks[camera] = asyncio.create_task(self._record(camera), name=f"rec-{camera}")
 
     async def stop(self, camera: str) -> None:
@@ -68,6 +90,18 @@ class SimulatedRecorder:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        stint = self._open.pop(camera, None)
+        if stint is not None:
+            stint.stopped = datetime.now(UTC)
+        written = self._written.pop(camera, None)
+        if written is not None and not written.done():
+            written.set_result(False)
+
+    async def first_segment(self, camera: str) -> bool:
+        written = self._written.get(camera)
+        if written is not None:
+            return await asyncio.shield(written)
+        return camera in self._open
 
     def recording(self) -> dict[str, int]:
         return dict(self._epochs)
@@ -80,14 +114,27 @@ class SimulatedRecorder:
         while True:
             epoch = self._epochs.get(camera, 0)
             try:
-                await asyncio.to_thread(self._write_segment, camera, epoch)
+                at = await asyncio.to_thread(self._write_segment, camera, epoch)
                 SEGMENTS_WRITTEN.inc()
+                self._written_at(camera, epoch, at)
             except OSError as exc:
                 SEGMENT_WRITE_FAILURES.inc()
                 self._on_write_error(f"segment write for {camera} failed: {exc.strerror or exc}")
+                written = self._written.pop(camera, None)
+                if written is not None and not written.done():
+                    written.set_result(False)
             await asyncio.sleep(self.segment_seconds)
 
-    def _write_segment(self, camera: str, epoch: int) -> None:
+    def _written_at(self, camera: str, epoch: int, at: datetime) -> None:
+        """A segment is on disk: a stint starts (or goes on), a first-segment waiter is told."""
+        if camera not in self._open:
+            self._open[camera] = Stint(camera, epoch, at)
+            self.stints.append(self._open[camera])
+        written = self._written.pop(camera, None)
+        if written is not None and not written.done():
+            written.set_result(True)
+
+    def _write_segment(self, camera: str, epoch: int) -> datetime:
         now = datetime.now(UTC)
         directory = self.recording_dir / camera
         directory.mkdir(exist_ok=True)
@@ -101,3 +148,4 @@ class SimulatedRecorder:
         aside = directory / f".{name}.tmp"
         aside.write_bytes(body)
         aside.replace(directory / name)
+        return now

@@ -8,6 +8,11 @@ decisions, and the shell can persist it, kill it and resume it.
 A camera is *settled* on ``host``; while it moves it has a ``target`` and
 possibly hosts that must confirm a release first (``release_from``, R8).
 Every decision takes a fresh ``epoch`` (fencing token) from ``next_epoch``.
+
+A make-before-break failback keeps the old host recording (``release_after``)
+until home confirms its first segment; a preempted camera keeps its channel on
+its host (``release_from``) until the host confirms the release, and only then
+does the high camera that displaced it get that channel.
 """
 
 from __future__ import annotations
@@ -17,8 +22,15 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from services.placement.planner import PRIORITY_ORDER, Candidate, plan
-from shared.config import ClusterConfig, Priority
+from services.placement.planner import (
+    PRIORITY_ORDER,
+    Candidate,
+    Guest,
+    Topology,
+    choose_victims,
+    plan,
+)
+from shared.config import ClusterConfig, FailbackMode, PlacementPolicy, Priority
 from shared.messages import (
     Action,
     AnyEvent,
@@ -26,6 +38,7 @@ from shared.messages import (
     CameraMoved,
     CameraMovePlanned,
     CameraPending,
+    CameraPreempted,
     CapacityChanged,
     ClaimsConfirmed,
     Command,
@@ -40,7 +53,14 @@ from shared.messages import (
     StorageRepaired,
 )
 
-Notice = CameraMovePlanned | CameraMoved | CameraPending | FailbackStarted | FailbackCompleted
+Notice = (
+    CameraMovePlanned
+    | CameraMoved
+    | CameraPending
+    | CameraPreempted
+    | FailbackStarted
+    | FailbackCompleted
+)
 
 
 class ServerState(StrEnum):
@@ -69,6 +89,8 @@ class ServerSlot(BaseModel):
 
     id: str
     capacity: int
+    site: str = "default"
+    group: str = "default"
     state: ServerState = ServerState.ONLINE
     storage_ok: bool = True
 
@@ -79,9 +101,15 @@ class CameraSlot(BaseModel):
     id: str
     home: str
     priority: Priority = Priority.MEDIUM
+    failback: FailbackMode | None = Field(None, description="None: the policy's failback.")
     host: str | None = Field(None, description="Where it records now (confirmed by the agent).")
     target: str | None = Field(None, description="Where it is moving, while a move is under way.")
     release_from: list[str] = Field(default_factory=list, description="Must release first (R8).")
+    release_after: list[str] = Field(
+        default_factory=list,
+        description="Make-before-break: still recording; released once the target confirms.",
+    )
+    preempted_by: str | None = Field(None, description="The high camera that displaced it.")
     epoch: int = 0
     moved_from: str | None = None
     reason: MoveReason = MoveReason.START
@@ -106,6 +134,7 @@ class Placement(BaseModel):
 
     servers: dict[str, ServerSlot] = Field(default_factory=dict)
     cameras: dict[str, CameraSlot] = Field(default_factory=dict)
+    policy: PlacementPolicy = Field(default_factory=PlacementPolicy)
     next_epoch: int = 1
     cursor: int = Field(0, description="Stream sequence of the last event folded in.")
     cluster_id: str = Field(
@@ -122,13 +151,19 @@ class Placement(BaseModel):
         return state, notices
 
     def adopt(self, config: ClusterConfig) -> list[Notice]:
-        """Add servers and cameras of the config that the state does not know yet."""
+        """Add servers and cameras of the config that the state does not know yet; take the
+        policy and every server's site and group from the config."""
+        self.policy = config.placement
         joined = [s for s in config.servers if s.id not in self.servers]
         for s in joined:
             self.servers[s.id] = ServerSlot(id=s.id, capacity=s.capacity)
+        for s in config.servers:
+            self.servers[s.id].site, self.servers[s.id].group = s.site, s.group
         new = [c for c in config.cameras if c.id not in self.cameras]
         for c in new:
-            self.cameras[c.id] = CameraSlot(id=c.id, home=c.home, priority=c.priority)
+            self.cameras[c.id] = CameraSlot(
+                id=c.id, home=c.home, priority=c.priority, failback=c.failback
+            )
         notices = self._place([self.cameras[c.id] for c in new], MoveReason.START)
         return notices + (self._place_pending() if joined else [])  # R5: a server joins
 
@@ -156,21 +191,24 @@ class Placement(BaseModel):
             if s.state in ACCEPTS_CAMERAS
         }
 
+    def topology(self) -> Topology:
+        """Sites, groups and the policy's reach, for the planner."""
+        return Topology(
+            location={sid: (s.site, s.group) for sid, s in self.servers.items()},
+            across_groups=self.policy.across_groups,
+            across_sites=self.policy.across_sites,
+        )
+
     def outstanding_commands(self) -> list[Command]:
         """The commands the agents still have to carry out, derived from the state."""
-        by_server: dict[tuple[str, Action], list[Assignment]] = {}
+        by_server: dict[tuple[str, Action, bool], list[Assignment]] = {}
         for cam in sorted(self.cameras.values(), key=lambda c: c.id):
-            if cam.target is None:
-                continue
             assignment = Assignment(camera=cam.id, epoch=cam.epoch)
-            if cam.release_from:
-                for server in cam.release_from:
-                    by_server.setdefault((server, Action.RELEASE), []).append(assignment)
-            else:
-                by_server.setdefault((cam.target, Action.CLAIM), []).append(assignment)
+            for step in _steps(cam):
+                by_server.setdefault(step, []).append(assignment)
         return [
-            Command(server=server, action=action, cameras=tuple(cams))
-            for (server, action), cams in sorted(by_server.items())
+            Command(server=server, action=action, cameras=tuple(cams), first_segment=first)
+            for (server, action, first), cams in sorted(by_server.items())
         ]
 
     def strays(self, server: str, hosted: dict[str, int]) -> list[Assignment]:
@@ -182,7 +220,9 @@ class Placement(BaseModel):
         found = []
         for camera, epoch in sorted(hosted.items()):
             cam = self.cameras.get(camera)
-            if cam is None or cam.epoch <= epoch or server in cam.release_from:
+            if cam is None or cam.epoch <= epoch:
+                continue
+            if server in cam.release_from or server in cam.release_after:
                 continue
             if cam.target == server or (cam.host == server and cam.target is None):
                 continue
@@ -235,15 +275,11 @@ class Placement(BaseModel):
         displaced: list[CameraSlot] = []
         reclaim: list[CameraSlot] = []
         for cam in self.cameras.values():
-            if server in cam.release_from:
-                cam.release_from.remove(server)
-            if cam.host == server:
-                cam.host, cam.moved_from = None, server
-                if cam.target is None:
+            match _lose_server(cam, server):
+                case "displaced":
                     displaced.append(cam)
-            if cam.target == server:
-                cam.target, cam.release_from = None, []
-                (displaced if cam.host is None else reclaim).append(cam)
+                case "reclaim":
+                    reclaim.append(cam)
         notices: list[Notice] = []
         for cam in reclaim:
             # It never left its host; re-claim there under a new epoch, since a
@@ -266,8 +302,11 @@ class Placement(BaseModel):
             if room <= 0:
                 break
             room -= 1
-            releasing = {cam.host, cam.target} - {None, server}
-            cam.release_from = sorted(h for h in releasing if h is not None and self._alive(h))
+            releasing = {h for h in (cam.host, cam.target) if h is not None and self._alive(h)}
+            if self._hands_over(cam) and cam.host in releasing:
+                cam.release_after = [cam.host]  # records on until home's first segment is down
+            else:
+                cam.release_from = sorted(releasing.union(cam.release_from) - {server})
             notices.append(self._assign(cam, server, MoveReason.FAILBACK))
         moving = sum(1 for c in self.cameras.values() if c.target == server)
         notices.insert(0, FailbackStarted(server=server, cameras=moving, cause=cause))
@@ -301,12 +340,14 @@ class Placement(BaseModel):
         freed = False
         for a in done:
             cam = self.cameras.get(a.camera)
-            if cam is None or cam.epoch != a.epoch or server not in cam.release_from:
+            if cam is None or cam.epoch != a.epoch:
                 continue
-            cam.release_from.remove(server)
-            freed = True
-            if cam.host == server:
+            if server not in (*cam.release_from, *cam.release_after):
+                continue
+            if server in cam.release_from and cam.host == server:
                 cam.host = None
+            _forget_host(cam, server)
+            freed = True
         return self._place_pending() if freed else []
 
     def _refused(self, event: CommandRefused) -> list[Notice]:
@@ -363,25 +404,73 @@ class Placement(BaseModel):
             reason=reason,
         )
 
+    def _hands_over(self, cam: CameraSlot) -> bool:
+        """Make-before-break at failback, for this camera or by policy."""
+        mode = cam.failback or self.policy.failback
+        return mode is FailbackMode.MAKE_BEFORE_BREAK
+
     def _place(
         self, cams: list[CameraSlot], reason: MoveReason, *, report_pending: bool = True
     ) -> list[Notice]:
         """Plan hosts for cameras that have none; ``report_pending`` for newly Pending ones."""
         if not cams:
             return []
-        chosen = plan((Candidate(c.id, c.home, c.priority) for c in cams), self.free_capacity())
+        candidates = (Candidate(c.id, c.home, c.priority) for c in cams)
+        chosen = plan(candidates, self.free_capacity(), self.topology())
         notices: list[Notice] = []
+        unplaced: list[CameraSlot] = []
         for cam in cams:
             server = chosen.get(cam.id)
             if server is not None:
                 notices.append(self._assign(cam, server, reason))
                 continue
             cam.moved_from = None  # it records nowhere: a later move starts from nowhere
-            if report_pending:
-                notices.append(
-                    CameraPending(camera=cam.id, home=cam.home, reason=_why_pending(cam))
-                )
+            unplaced.append(cam)
+        preempted = self._preempt(unplaced) if self.policy.preemption else []
+        waiting = {p.by for p in preempted}
+        if report_pending:
+            notices += [
+                CameraPending(camera=c.id, home=c.home, reason=_why_pending(c))
+                for c in unplaced
+                if c.id not in waiting
+            ]
+        for p in preempted:
+            why = f"preempted by {p.by}"
+            notices += [p, CameraPending(camera=p.camera, home=p.home, reason=why)]
         return notices
+
+    def _preempt(self, unplaced: list[CameraSlot]) -> list[CameraPreempted]:
+        """High cameras left Pending displace low guests; each victim's host releases it
+        first, then the next re-plan gives the freed channel to the high camera (R4)."""
+        waiting = {c.preempted_by for c in self.cameras.values() if c.preempted_by}
+        high = [
+            Candidate(c.id, c.home, c.priority)
+            for c in unplaced
+            if c.priority is Priority.HIGH and c.id not in waiting
+        ]
+        if not high:
+            return []
+        guests = [
+            Guest(c.id, c.home, c.priority, c.host)
+            for c in self.cameras.values()
+            if c.host is not None and c.state is CameraState.FAILED_OVER and not c.release_after
+        ]
+        preempted = []
+        for by, guest in sorted(choose_victims(high, guests, self.topology()).items()):
+            cam = self.cameras[guest.camera]
+            cam.host, cam.release_from, cam.preempted_by = None, [guest.host], by
+            cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
+            preempted.append(
+                CameraPreempted(
+                    camera=cam.id,
+                    home=cam.home,
+                    server=guest.host,
+                    epoch=cam.epoch,
+                    by=by,
+                    by_home=self.cameras[by].home,
+                )
+            )
+        return preempted
 
     def _maybe_failback_completed(self, server: str) -> list[Notice]:
         if any(c.target == server for c in self.cameras.values()):
@@ -394,7 +483,50 @@ class Placement(BaseModel):
 def _channels(cam: CameraSlot) -> set[str]:
     """Servers on which a camera holds a channel: where it records, where it is going, and
     every host that has not yet confirmed its release (R4: capacity is never exceeded)."""
-    return {s for s in (cam.host, cam.target, *cam.release_from) if s is not None}
+    held = (cam.host, cam.target, *cam.release_from, *cam.release_after)
+    return {s for s in held if s is not None}
+
+
+def _steps(cam: CameraSlot) -> list[tuple[str, Action, bool]]:
+    """What agents must still do for a camera: (server, action, wait for first segment).
+    Releases before the claim (R8); a make-before-break claim first, and its host's
+    release once the claim is confirmed."""
+    if cam.release_from:
+        return [(s, Action.RELEASE, False) for s in cam.release_from]
+    if cam.target is not None:
+        return [(cam.target, Action.CLAIM, bool(cam.release_after))]
+    return [(s, Action.RELEASE, False) for s in cam.release_after]
+
+
+def _lose_server(cam: CameraSlot, server: str) -> str | None:
+    """A failed server takes no part in this camera's move any more. Returns "displaced"
+    when the camera now records nowhere, "reclaim" when it records on a host that must
+    claim it again under a new epoch, None when nothing changes for it."""
+    _forget_host(cam, server)
+    outcome = None
+    if cam.host == server:
+        cam.host, cam.moved_from = None, server
+        if cam.target is None and cam.release_after:
+            # Home failed right after a make-before-break: the old host records still.
+            cam.host, cam.release_after = cam.release_after[0], []
+            cam.reason = MoveReason.FAILOVER
+            outcome = "reclaim"
+        elif cam.target is None:
+            outcome = "displaced"
+    if cam.target == server:
+        cam.target, cam.release_from, cam.release_after = None, [], []
+        outcome = "displaced" if cam.host is None else "reclaim"
+    return outcome
+
+
+def _forget_host(cam: CameraSlot, server: str) -> None:
+    """The server records the camera no more (it released it, or it failed)."""
+    if server in cam.release_from:
+        cam.release_from.remove(server)
+    if server in cam.release_after:
+        cam.release_after.remove(server)
+    if not cam.release_from:
+        cam.preempted_by = None
 
 
 def _why_pending(cam: CameraSlot) -> str:

@@ -34,6 +34,11 @@ class Command(Message):
         description="Fencing epoch of the placement leader that sent it: its lease revision "
         "(R12). An agent refuses a command older than the newest fence it has seen.",
     )
+    first_segment: bool = Field(
+        False,
+        description="Claim only: answer once each camera's first segment is on disk "
+        "(make-before-break failback); a camera whose first write fails is left out of done.",
+    )
     cluster: str = Field(
         "",
         max_length=64,

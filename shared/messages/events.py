@@ -128,6 +128,20 @@ class CameraPending(Event):
     reason: str = Field(max_length=200)
 
 
+class CameraPreempted(Event):
+    """A ``high`` camera with no free channel in reach displaces a ``low`` camera recording
+    away from home (opt-in ``[placement] preemption``). The low camera is released from
+    ``server`` and becomes Pending; the high camera takes the freed channel."""
+
+    type: Literal["camera_preempted"] = "camera_preempted"
+    camera: CameraId = Field(description="The low camera displaced.")
+    home: ServerId = Field(description="Its home server.")
+    server: ServerId = Field(description="The host that releases it.")
+    epoch: Epoch = Field(description="Epoch of its release.")
+    by: CameraId = Field(description="The high camera that takes its channel.")
+    by_home: ServerId = Field(description="Home server of the high camera.")
+
+
 class FailbackStarted(Event):
     """R8: the home server is ready; its cameras' hosts are told to release them."""
 
@@ -240,6 +254,7 @@ AnyEvent = Annotated[
     | CameraMovePlanned
     | CameraMoved
     | CameraPending
+    | CameraPreempted
     | FailbackStarted
     | FailbackCompleted
     | ClaimsConfirmed

@@ -4,6 +4,12 @@ Rules: storage fails or is repaired, the network drops or returns, heartbeats ar
 lost while the probe still answers, agents restart, time passes, the administrator
 confirms, capacity changes, agents confirm or refuse any subset of the outstanding
 commands. After every step the invariants of R4, R5, R7, R8, R10 and R11 must hold.
+
+The placement policy is drawn too (issue 5): servers in sites and failover groups,
+cross-group and cross-site failover allowed or not, preemption on or off, failback
+release-first or make-before-break. Then also: no camera leaves its reach, only a
+``low`` guest is preempted and only by a ``high`` camera, and a camera recording on a
+healthy server is never moved unless failback or preemption asks for it (stickiness).
 """
 
 from __future__ import annotations
@@ -23,22 +29,30 @@ from hypothesis.stateful import (
 
 from services.health.detector import Decision, Detector, Liveness, Probe
 from services.placement.state import CameraState, Notice, Placement, ServerState
-from shared.config import ClusterConfig, Priority
+from shared.config import (
+    CameraConfig,
+    ClusterConfig,
+    FailbackMode,
+    PlacementPolicy,
+    Priority,
+    ServerConfig,
+)
 from shared.messages import (
     Action,
     AnyEvent,
     CameraMovePlanned,
+    CameraPreempted,
     CapacityChanged,
     ClaimsConfirmed,
     Command,
     CommandRefused,
     FailureCause,
     Heartbeat,
+    MoveReason,
     Refusal,
     ReleasesConfirmed,
     ServerFailed,
 )
-from tests.unit.agents import cluster
 
 TIMEOUT = 10.0
 FAILED = (ServerState.NETWORK_FAILED, ServerState.STORAGE_FAILED)
@@ -92,14 +106,51 @@ class FailoverCluster(RuleBasedStateMachine):
         self.log.append(event)
         if isinstance(event, ServerFailed) and event.cause is FailureCause.STORAGE:
             self.awaiting_confirmation.add(event.server)
-        self.track(self.placement.apply(event))
+        settled = self.settled_on_healthy_servers()
+        notices = self.placement.apply(event)
+        self.track(notices)
+        self.check_stickiness(settled, notices)
 
     def track(self, notices: list[Notice]) -> None:
-        """R11: every move decision takes an epoch above every earlier one."""
+        """R11: every move decision takes an epoch above every earlier one; a preemption
+        displaces only a low guest, for a high camera (issue 5)."""
         for n in notices:
-            if isinstance(n, CameraMovePlanned):
+            if isinstance(n, CameraMovePlanned | CameraPreempted):
                 assert n.epoch > self.last_epoch, f"epoch {n.epoch} after {self.last_epoch}"
                 self.last_epoch = n.epoch
+            if isinstance(n, CameraPreempted):
+                assert self.placement.policy.preemption, "preemption while it is off"
+                assert self.placement.cameras[n.camera].priority is Priority.LOW
+                assert self.placement.cameras[n.by].priority is Priority.HIGH
+                assert n.server != n.home, "a camera at home was preempted"
+
+    def settled_on_healthy_servers(self) -> dict[str, str]:
+        """Camera -> host, for cameras recording on a healthy server with no move under way."""
+        return {
+            cam.id: cam.host
+            for cam in self.placement.cameras.values()
+            if cam.host is not None
+            and cam.target is None
+            and not cam.release_from
+            and self.placement.servers[cam.host].state is ServerState.ONLINE
+        }
+
+    def check_stickiness(self, settled: dict[str, str], notices: list[Notice]) -> None:
+        """Issue 5: a re-plan never moves a camera recording on a healthy server unless
+        failback or preemption asks for it (or that server has just failed)."""
+        asked = {
+            n.camera
+            for n in notices
+            if isinstance(n, CameraPreempted)
+            or (isinstance(n, CameraMovePlanned) and n.reason is MoveReason.FAILBACK)
+        }
+        for camera, host in settled.items():
+            cam = self.placement.cameras[camera]
+            if camera in asked or self.placement.servers[host].state is not ServerState.ONLINE:
+                continue
+            assert (cam.host, cam.target, cam.release_from) == (host, None, []), (
+                f"{camera} moved off healthy {host} unasked"
+            )
 
     def carry_out(self, decisions: list[Decision]) -> None:
         """Probe answers come from the agent's real reachability; events go to placement."""
@@ -148,21 +199,37 @@ class FailoverCluster(RuleBasedStateMachine):
 
     @initialize(
         capacities=st.lists(st.integers(min_value=0, max_value=4), min_size=2, max_size=4),
+        policy=st.builds(
+            PlacementPolicy,
+            across_groups=st.booleans(),
+            across_sites=st.booleans(),
+            preemption=st.booleans(),
+            failback=st.sampled_from(FailbackMode),
+        ),
         data=st.data(),
     )
-    def start(self, capacities: list[int], data: st.DataObject) -> None:
-        servers = {f"rs-{i + 1}": n for i, n in enumerate(capacities)}
-        homes: dict[str, str] = {}
-        priorities: dict[str, Priority] = {}
-        for sid, capacity in servers.items():
+    def start(self, capacities: list[int], policy: PlacementPolicy, data: st.DataObject) -> None:
+        servers = []
+        cameras = []
+        for i, capacity in enumerate(capacities):
+            sid = f"rs-{i + 1}"
+            site, group = data.draw(st.sampled_from([("a", "1"), ("a", "2"), ("b", "1")]))
+            servers.append(ServerConfig(id=sid, capacity=capacity, site=site, group=group))
             for k in range(data.draw(st.integers(0, capacity), label=f"cameras of {sid}")):
-                cam = f"cam-{sid}-{k}"
-                homes[cam] = sid
-                priorities[cam] = data.draw(st.sampled_from(Priority), label=cam)
-        self.config = cluster(servers, homes, priorities)
+                cameras.append(
+                    CameraConfig(
+                        id=f"cam-{sid}-{k}",
+                        home=sid,
+                        priority=data.draw(st.sampled_from(Priority)),
+                        failback=data.draw(st.sampled_from([None, *FailbackMode])),
+                    )
+                )
+        self.config = ClusterConfig(
+            servers=tuple(servers), cameras=tuple(cameras), placement=policy
+        )
         self.placement, notices = Placement.from_config(self.config)
         self.track(notices)
-        for sid in servers:
+        for sid in self.placement.servers:
             self.agents[sid] = Agent()
             self.detector.watch(sid, self.now)
             self.beat(sid)
@@ -310,13 +377,16 @@ class FailoverCluster(RuleBasedStateMachine):
         assert {c: cam.home for c, cam in self.placement.cameras.items()} == homes
         channels = 0
         for cam in self.placement.cameras.values():
-            used = {cam.host, cam.target, *cam.release_from} - {None}
+            used = {cam.host, cam.target, *cam.release_from, *cam.release_after} - {None}
             assert used <= set(self.placement.servers)
             channels += len(used)
-            if cam.state is CameraState.PENDING:
+            if cam.state is CameraState.PENDING and cam.preempted_by is None:
                 assert cam.release_from == [], f"{cam.id} Pending yet releasing"
-            if cam.release_from:
+            if cam.release_from and cam.preempted_by is None:
                 assert cam.target == cam.home, "only a failback releases first (R8)"
+            if cam.release_after:
+                assert cam.target in (None, cam.home), "only a failback hands over (R8)"
+                assert cam.home in (cam.host, cam.target), "a handover goes home"
         assert sum(self.placement.load(s) for s in self.placement.servers) == channels
 
     @invariant()
@@ -329,6 +399,7 @@ class FailoverCluster(RuleBasedStateMachine):
             for cam in self.placement.cameras.values():
                 assert sid not in (cam.host, cam.target), f"{cam.id} on failed {sid}"
                 assert sid not in cam.release_from, f"{cam.id} waits on failed {sid}"
+                assert sid not in cam.release_after, f"{cam.id} hands over from failed {sid}"
             assert all(c.server != sid for c in self.placement.outstanding_commands())
 
     @invariant()
@@ -349,15 +420,29 @@ class FailoverCluster(RuleBasedStateMachine):
 
     @invariant()
     def r5_nothing_is_pending_while_a_channel_it_may_use_is_free(self) -> None:
-        """R5: a Pending camera means no channel it may use is free."""
+        """R5: a Pending camera means no channel within its reach is free (issue 5: the
+        reach is its group, its site or everywhere, as the policy says)."""
         free = self.placement.free_capacity()
+        topology = self.placement.topology()
         for cam in self.placement.cameras.values():
-            if cam.state is not CameraState.PENDING:
-                continue
+            if cam.state is not CameraState.PENDING or cam.release_from:
+                continue  # a preempted camera waits for its host's release first
             if cam.priority is Priority.NEVER:
                 assert free.get(cam.home, 0) == 0, f"{cam.id} waits though home is free"
-            else:
-                assert not any(free.values()), f"{cam.id} Pending with {free} free"
+                continue
+            usable = {s: n for s, n in free.items() if topology.distance(cam.home, s) is not None}
+            assert not any(usable.values()), f"{cam.id} Pending with {usable} free"
+
+    @invariant()
+    def issue5_no_camera_leaves_its_reach(self) -> None:
+        """Issue 5: a camera records or moves only within its group, or its site, or
+        across sites, as far as the policy allows."""
+        topology = self.placement.topology()
+        for cam in self.placement.cameras.values():
+            for server in (s for s in (cam.host, cam.target) if s is not None):
+                assert topology.distance(cam.home, server) is not None, (
+                    f"{cam.id} of {cam.home} on {server} out of reach"
+                )
 
     @invariant()
     def r11_epochs_only_grow(self) -> None:
@@ -380,6 +465,6 @@ class FailoverCluster(RuleBasedStateMachine):
 
 # database=None: no example database written into the repository.
 FailoverCluster.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=40, deadline=None, database=None
+    max_examples=200, stateful_step_count=40, deadline=None, database=None
 )
 test_r4_r5_r7_r8_r10_r11_random_histories_keep_every_invariant = FailoverCluster.TestCase
