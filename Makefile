@@ -31,6 +31,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.failover $(ARGS)
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.failback
 	$(BIN)/python -m bench.ha
 
 clean:

@@ -23,6 +23,8 @@ def status_document(
     servers = [
         {
             "id": s.id,
+            "site": s.site,
+            "group": s.group,
             "state": s.state.value,
             "capacity": s.capacity,
             "hosting": loads[s.id],
@@ -38,6 +40,8 @@ def status_document(
             "state": c.state.value,
             "priority": c.priority.value,
             "epoch": c.epoch,
+            "releasing_on": sorted({*c.release_from, *c.release_after}),
+            "preempted_by": c.preempted_by,
         }
         for c in state.cameras.values()
     ]

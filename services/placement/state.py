@@ -331,10 +331,7 @@ class Placement(BaseModel):
                     reason=cam.reason,
                 )
             )
-        for sid, slot in self.servers.items():
-            if slot.state is ServerState.FAILING_BACK:
-                notices += self._maybe_failback_completed(sid)
-        return notices
+        return notices + self._failbacks_completed()
 
     def _releases_confirmed(self, server: str, done: Iterable[Assignment]) -> list[Notice]:
         freed = False
@@ -348,7 +345,7 @@ class Placement(BaseModel):
                 cam.host = None
             _forget_host(cam, server)
             freed = True
-        return self._place_pending() if freed else []
+        return self._place_pending() + self._failbacks_completed() if freed else []
 
     def _refused(self, event: CommandRefused) -> list[Notice]:
         """An agent has seen a newer epoch: re-issue the same move above it."""
@@ -472,8 +469,20 @@ class Placement(BaseModel):
             )
         return preempted
 
+    def _failbacks_completed(self) -> list[Notice]:
+        notices: list[Notice] = []
+        for sid, slot in self.servers.items():
+            if slot.state is ServerState.FAILING_BACK:
+                notices += self._maybe_failback_completed(sid)
+        return notices
+
     def _maybe_failback_completed(self, server: str) -> list[Notice]:
-        if any(c.target == server for c in self.cameras.values()):
+        """Complete once nothing is on its way home and no old host still records one of
+        its cameras (make-before-break): sync may then take the footage home (R9)."""
+        if any(
+            c.target == server or (c.home == server and c.release_after)
+            for c in self.cameras.values()
+        ):
             return []
         self.servers[server].state = ServerState.ONLINE
         home = sum(1 for c in self.cameras.values() if c.home == server and c.host == server)
