@@ -27,7 +27,7 @@ from tests.integration.cluster import (
 )
 from tests.integration.conftest import StartCluster
 
-HIGH, LOW = Priority.HIGH, Priority.LOW
+HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
 
 
 def with_policy(
@@ -58,7 +58,8 @@ async def test_issue5_failover_stays_in_the_group_pending_while_another_group_ha
 ) -> None:
     """Issue 5, R4, R5: with across_groups off, rs-1's cameras fill rs-2 (its group) and
     the rest wait Pending although rs-3 (another group of the site) has free channels."""
-    cams = {"c11": ("rs-1", HIGH), "c12": "rs-1", "c13": ("rs-1", LOW), "c21": "rs-2"}
+    cams = {"c11": ("rs-1", HIGH), "c12": ("rs-1", MEDIUM), "c13": ("rs-1", LOW)}
+    cams["c21"] = ("rs-2", MEDIUM)
     config = with_policy(
         make_config({"rs-1": 3, "rs-2": 3, "rs-3": 4}, cams),
         {"rs-1": ("hq", "east"), "rs-2": ("hq", "east"), "rs-3": ("hq", "west")},
@@ -129,7 +130,10 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
     assert not any("lo" in cams for cams in recorders.values())
 
 
-def _index(log: list[Any], kind: type, camera: str, on: str) -> int:
+Outcome = type[ClaimsConfirmed] | type[ReleasesConfirmed]
+
+
+def _index(log: list[Any], kind: Outcome, camera: str, on: str) -> int:
     return next(
         i
         for i, e in enumerate(log)
@@ -191,7 +195,7 @@ async def test_issue5_make_before_break_failback_leaves_no_recording_gap(
     await eventually(left_on_host, lambda left: not left, 20, "footage home, host copy gone")
 
 
-def _last_index(log: list[Any], kind: type, camera: str, on: str) -> int:
+def _last_index(log: list[Any], kind: Outcome, camera: str, on: str) -> int:
     return max(
         i
         for i, e in enumerate(log)
