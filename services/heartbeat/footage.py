@@ -309,7 +309,9 @@ def _read_at(path: Path, offset: int, length: int) -> bytes:
 
 
 def _prepare(part: Path, size: int) -> None:
-    part.parent.mkdir(parents=True, exist_ok=True)
+    # The camera's directory only: a recording directory that is gone (a failed disk, an
+    # unmounted volume) must fail the fetch, not be re-created on whatever lies beneath.
+    part.parent.mkdir(exist_ok=True)
     with part.open("wb") as f:
         f.truncate(size)
 

@@ -141,7 +141,12 @@ class PlacementService(ReplicatedService):
             )
         )
         for n in notices:
-            if n.type in ("camera_pending", "failback_started", "failback_completed"):
+            if n.type in (
+                "camera_pending",
+                "camera_preempted",
+                "failback_started",
+                "failback_completed",
+            ):
                 log.info("%s", n.model_dump_json(exclude={"schema_version", "time"}))
 
     async def _commit(self) -> None:
