@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     timeline = sub.add_parser("timeline", parents=[common], help="a camera's recorded ranges")
     timeline.add_argument("camera")
     timeline.add_argument("--json", action="store_true")
+    whatif = sub.add_parser(
+        "whatif", parents=[common], help="what a failure of a server would do now"
+    )
+    whatif.add_argument("server")
+    whatif.add_argument("--json", action="store_true")
     return parser
 
 
@@ -176,6 +181,8 @@ async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
             return await footage.sync(bus, as_json=as_json, follow=args.follow)
         case "timeline":
             return await footage.show_timeline(bus, args.camera, as_json=as_json)
+        case "whatif":
+            return await views.whatif(bus, args.server, as_json=as_json)
     return await _admin(bus, *_admin_request(args))
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from services.cli.supervisor import SERVICES_FILE
-from services.placement.state import Placement
+from services.placement.state import CameraState, Placement
 from shared.bus import Bus, read_leases
-from shared.messages import AnyEvent
+from shared.errors import RequestRefusedError
+from shared.messages import AnyEvent, CameraPreempted
 
 
 def status_document(
@@ -51,6 +52,50 @@ def status_document(
         "services": services,
         "leaders": dict(sorted((leaders or {}).items())),
     }
+
+
+def whatif_document(state: Placement, server: str) -> dict[str, Any]:
+    """The ``blaze whatif SERVER --json`` object: if ``server``'s storage failed now, where
+    its cameras (and any preempted ones) would go, by the same planner placement runs."""
+    if server not in state.servers:
+        raise RequestRefusedError(f"unknown server {server!r}")
+    after, notices = state.what_if(server)
+    moves, pending = [], []
+    for cid, cam in after.cameras.items():
+        was = state.cameras[cid].shown_host
+        if cam.state is CameraState.PENDING and was is not None:
+            pending.append({"camera": cid, "home": cam.home, "from": was})
+        elif cam.shown_host != was:
+            moves.append({"camera": cid, "home": cam.home, "from": was, "to": cam.shown_host})
+    preempted = [
+        {"camera": n.camera, "server": n.server, "by": n.by}
+        for n in notices
+        if isinstance(n, CameraPreempted)
+    ]
+    return {"server": server, "moves": moves, "pending": pending, "preempted": preempted}
+
+
+async def whatif(bus: Bus, server: str, *, as_json: bool) -> int:
+    """Print what a failure of ``server`` would do now; exit code 2 without a placement state."""
+    snapshot = await bus.read_state()
+    if snapshot is None:
+        print("blaze: no placement state yet (is the placement service running?)", file=sys.stderr)
+        return 2
+    doc = whatif_document(Placement.model_validate_json(snapshot[0]), server)
+    if as_json:
+        print(json.dumps(doc))
+        return 0
+    print(
+        f"if {server} failed now: {len(doc['moves'])} cameras move, "
+        f"{len(doc['pending'])} go Pending, {len(doc['preempted'])} preempted"
+    )
+    for m in doc["moves"]:
+        print(f"  {m['camera']:<20} {m['from'] or '-':>10} -> {m['to']}")
+    for p in doc["pending"]:
+        print(f"  {p['camera']:<20} {p['from']:>10} -> Pending")
+    for p in doc["preempted"]:
+        print(f"  {p['camera']:<20} preempted on {p['server']} by {p['by']}")
+    return 0
 
 
 def _services(data_dir: Path) -> list[dict[str, Any]]:

@@ -63,6 +63,10 @@ Notice = (
 )
 
 
+ROUNDS_TO_SETTLE = 4
+"""Command rounds a what-if carries out: a release, then the claim it frees, and spare."""
+
+
 class ServerState(StrEnum):
     """A server as the operator sees it."""
 
@@ -236,6 +240,21 @@ class Placement(BaseModel):
             for c in sorted(self.cameras.values(), key=lambda c: c.id)
             if c.host == server and c.target is None and c.id not in hosted
         ]
+
+    def what_if(self, server: str) -> tuple[Placement, list[Notice]]:
+        """What placement would decide if ``server``'s storage failed now, on a copy, with
+        every agent carrying out every command (a preempted camera's release included):
+        the copy shows where each camera would end up, the notices why."""
+        after = self.model_copy(deep=True)
+        notices = after.apply(ServerFailed(server=server, cause=FailureCause.STORAGE))
+        for _ in range(ROUNDS_TO_SETTLE):
+            commands = after.outstanding_commands()
+            if not commands:
+                break
+            for c in commands:
+                done_type = ClaimsConfirmed if c.action is Action.CLAIM else ReleasesConfirmed
+                notices += after.apply(done_type(server=c.server, cameras=c.cameras))
+        return after, notices
 
     # ---- the fold ----
 

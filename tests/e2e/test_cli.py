@@ -557,6 +557,16 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     assert "rs-1" in tables
     assert "c11" in tables
 
+    # Issue 5: what-if, by the same planner: every camera of rs-1 would move or wait.
+    predicted = json.loads(cluster.ok("whatif", "rs-1", "--json"))
+    fates = {m["camera"]: m["to"] for m in predicted["moves"]}
+    fates |= {p["camera"]: None for p in predicted["pending"]}
+    assert set(fates) == {"c11", "c12"}, predicted
+    assert "if rs-1 failed now" in cluster.ok("whatif", "rs-1")
+    unknown_whatif = cluster.run("whatif", "rs-9")
+    assert unknown_whatif.returncode == 1
+    assert "unknown server 'rs-9'" in one_error_line(unknown_whatif)
+
     # R3: storage failure fails over at once; R7: a premature confirmation is refused.
     assert "storage-fail rs-1" in cluster.ok("sim", "storage-fail", "rs-1")
     doc = cluster.wait(_failed_over("rs-1", "storage_failed"), 15, "rs-1 failed over")

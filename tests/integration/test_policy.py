@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from services.cli.footage import timeline_document
+from services.cli.views import whatif_document
 from services.heartbeat.recorder import SimulatedRecorder, Stint
+from services.placement.state import Placement
 from shared.config import ClusterConfig, FailbackMode, PlacementPolicy, Priority, ServerConfig
 from shared.messages import (
     CameraPending,
@@ -92,7 +94,8 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
 ) -> None:
     """Issue 5, R4: lo (low) is a guest on rs-2; when rs-1 fails, its high camera has no
     free channel, so rs-2 releases lo (camera_preempted names both cameras; lo becomes
-    Pending) and only then claims hi. Nobody records lo any more; capacity holds."""
+    Pending) and only then claims hi. Nobody records lo any more; capacity holds. The
+    what-if view foretold exactly that."""
     cams = {"hi": ("rs-1", HIGH), "lo": ("rs-3", LOW)}
     config = with_policy(
         make_config({"rs-1": 1, "rs-2": 1, "rs-3": 1}, cams),
@@ -106,6 +109,13 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
         10,
         "lo failed over to rs-2",
     )
+    assert cluster.bus is not None
+    snapshot = await cluster.bus.read_state()
+    assert snapshot is not None
+    predicted = whatif_document(Placement.model_validate_json(snapshot[0]), "rs-1")
+    assert predicted["preempted"] == [{"camera": "lo", "server": "rs-2", "by": "hi"}]
+    assert predicted["moves"] == [{"camera": "hi", "home": "rs-1", "from": "rs-1", "to": "rs-2"}]
+    assert predicted["pending"] == [{"camera": "lo", "home": "rs-3", "from": "rs-2"}]
     cluster.fail_storage("rs-1")
     doc = await cluster.wait_status(
         lambda s: camera(s, "hi")["host"] == "rs-2" and camera(s, "hi")["state"] == "failed_over",

@@ -421,3 +421,16 @@ def test_issue5_home_failing_during_a_handover_leaves_the_host_recording() -> No
     settle(state, [])
     assert {c.host for c in state.cameras.values()} == {"n-a2"}
     assert state.load("n-a2") == 2
+
+
+def test_issue5_what_if_shows_preemption_and_changes_nothing() -> None:
+    """Issue 5/6: the what-if view runs the same fold on a copy: it shows the high camera
+    taking the low guest's channel, and the real state is untouched."""
+    state, _ = preemption_setup(preemption=True)
+    before = state.model_dump()
+    after, notices = state.what_if("n-a1")
+    assert state.model_dump() == before
+    assert [(n.camera, n.by) for n in notices if isinstance(n, CameraPreempted)] == [("lo", "hi")]
+    assert after.cameras["hi"].host == "n-a2"
+    assert after.cameras["lo"].state is CameraState.PENDING
+    assert after.outstanding_commands() == []
