@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -526,12 +527,12 @@ def _steps(cam: CameraSlot) -> list[tuple[str, Action, bool]]:
     return [(s, Action.RELEASE, False) for s in cam.release_after]
 
 
-def _lose_server(cam: CameraSlot, server: str) -> str | None:
+def _lose_server(cam: CameraSlot, server: str) -> Literal["displaced", "reclaim"] | None:
     """A failed server takes no part in this camera's move any more. Returns "displaced"
     when the camera now records nowhere, "reclaim" when it records on a host that must
     claim it again under a new epoch, None when nothing changes for it."""
     _forget_host(cam, server)
-    outcome = None
+    outcome: Literal["displaced", "reclaim"] | None = None
     if cam.host == server:
         cam.host, cam.moved_from = None, server
         if cam.target is None and cam.release_after:

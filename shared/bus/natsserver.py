@@ -7,7 +7,9 @@ need per-message TTL, which older servers silently ignore.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
+import json
 import os
 import re
 import shutil
@@ -18,11 +20,15 @@ import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from shared.errors import NatsServerError
 from shared.lifecycle import die_with_parent
 
 MINIMUM_VERSION = (2, 11, 0)
+PORT_RETRIES = 3
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+"""What a JetStream domain or a site name may be made of."""
 
 
 def find_nats_server() -> Path:
@@ -95,6 +101,26 @@ class NatsServerConfig:
     cluster_port: int | None = None
     routes: tuple[int, ...] = ()
     """Cluster ports of every node of a loopback cluster (R12); empty for one node."""
+    domain: str = ""
+    """JetStream domain (issue 5: sites). Each site's JetStream has its own, so servers
+    joined by leaf nodes never answer each other's ``$JS.API`` requests; the hub reaches
+    a site's as ``$JS.<domain>.API``. A site's domain is also its name on the hub."""
+    leafnode_port: int | None = None
+    """Hub side: the loopback port that accepts leaf-node connections from sites."""
+    hub_sites: tuple[str, ...] = ()
+    """Hub side: the sites that may connect, each bound to an account of its own."""
+    leaf_remotes: tuple[int, ...] = ()
+    """Site side: the hub's leaf-node ports (one per hub node); the link logs in as the
+    site named by ``domain``."""
+
+    def __post_init__(self) -> None:
+        for name in (self.domain, *self.hub_sites):
+            if name and not NAME.fullmatch(name):
+                raise NatsServerError(f"site or domain {name!r}: letters, digits, - and _ only")
+        if self.hub_sites and self.leafnode_port is None:
+            raise NatsServerError("a hub with sites needs a leafnode_port")
+        if self.leaf_remotes and not self.domain:
+            raise NatsServerError("a site's leaf node needs a domain: its site name")
 
     def render(self) -> str:
         """nats-server config text: loopback only, JetStream, fast dead-peer detection."""
@@ -108,6 +134,8 @@ class NatsServerConfig:
             "jetstream {",
             f'  store_dir: "{self.store_dir}"',
         ]
+        if self.domain:
+            lines.append(f"  domain: {self.domain}")
         if self.cluster_port is not None:
             # Every acknowledged event is on disk on a majority of nodes (R11, R12).
             lines.append("  sync_interval: always")
@@ -126,7 +154,38 @@ class NatsServerConfig:
                 "  no_advertise: true",
                 "}",
             ]
+        lines += self._render_leafnodes()
         return "\n".join([*lines, ""])
+
+    def _render_leafnodes(self) -> list[str]:
+        """A hub's accounts and leaf-node listener; a site's link to its hub.
+
+        Every site has an account of its own on the hub. In one shared account every
+        subject is global: a site's stream would store another site's events, and its
+        health and placement would hear the other's heartbeats and command its agents
+        (same subjects, maybe the same server ids). Accounts keep each site's subjects
+        to itself and the hub; the password is the site name, a binding rather than a
+        secret (no authentication yet, issue 7)."""
+        lines: list[str] = []
+        if self.hub_sites:
+            lines.append("accounts {")
+            for site in self.hub_sites:
+                user = f"{{ user: {site}, password: {site} }}"
+                lines.append(f"  {site}: {{ jetstream: enabled, users: [ {user} ] }}")
+            lines.append("}")
+        if self.leafnode_port is None and not self.leaf_remotes:
+            return lines
+        lines.append("leafnodes {")
+        if self.leafnode_port is not None:
+            lines.append(f"  listen: 127.0.0.1:{self.leafnode_port}")
+        if self.leaf_remotes:
+            login = f"{self.domain}:{self.domain}@"
+            urls = ", ".join(f'"nats-leaf://{login}127.0.0.1:{p}"' for p in self.leaf_remotes)
+            lines.append(f"  remotes: [ {{ urls: [{urls}] }} ]")
+            # A site retries its hub every second: the link is back soon after a WAN cut.
+            lines.append("  reconnect: 1")
+        lines.append("}")
+        return lines
 
 
 class NatsServer:
@@ -134,14 +193,47 @@ class NatsServer:
 
     def __init__(self, config: NatsServerConfig, config_path: Path, log_path: Path) -> None:
         self.config = config
-        self.url = f"nats://127.0.0.1:{config.port}"
-        self.monitor_url = f"http://127.0.0.1:{config.monitor_port}"
         self._config_path = config_path
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def url(self) -> str:
+        """Its client URL."""
+        return f"nats://127.0.0.1:{self.config.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        """Its monitoring URL (``/healthz``, ``/leafz``)."""
+        return f"http://127.0.0.1:{self.config.monitor_port}"
+
     def start(self, timeout: float = 15.0) -> None:
-        """Start it and wait until it accepts connections."""
+        """Start it and wait until it accepts connections. A client or monitoring port that
+        another process took between ``free_port`` and the bind is picked afresh (up to
+        PORT_RETRIES times); a cluster port is not, since the other nodes route to it."""
+        for attempt in range(PORT_RETRIES + 1):
+            logged = self._log_path.stat().st_size if self._log_path.exists() else 0
+            try:
+                self._start_once(timeout)
+            except NatsServerError:
+                if attempt == PORT_RETRIES or not self._own_port_taken(logged):
+                    raise
+            else:
+                return
+            self.config = dataclasses.replace(
+                self.config, port=free_port(), monitor_port=free_port()
+            )
+
+    def _own_port_taken(self, logged: int) -> bool:
+        """Whether the log, past ``logged`` bytes, says the client or monitoring port was
+        taken."""
+        with self._log_path.open("rb") as log:
+            log.seek(logged)
+            text = log.read().decode(errors="replace")
+        ports = (f"127.0.0.1:{self.config.port}", f"127.0.0.1:{self.config.monitor_port}")
+        return "address already in use" in text and any(p in text for p in ports)
+
+    def _start_once(self, timeout: float) -> None:
         binary = find_nats_server()
         self._config_path.write_text(self.config.render())
         with self._log_path.open("ab") as log:
@@ -165,6 +257,30 @@ class NatsServer:
                 time.sleep(0.02)
         self.stop()
         raise NatsServerError(f"nats-server did not listen within {timeout} s")
+
+    def site_url(self, site: str) -> str:
+        """A hub's client URL, logged in to one site's account."""
+        return f"nats://{site}:{site}@127.0.0.1:{self.config.port}"
+
+    def leafnode_links(self) -> list[dict[str, Any]]:
+        """The leaf-node connections up right now, each with the subscriptions it carries
+        (``/leafz``); empty if there are none or the server does not answer."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.config.monitor_port, timeout=1.0)
+        try:
+            connection.request("GET", "/leafz?subs=true")
+            response = connection.getresponse()
+            body = response.read()
+        except OSError:
+            return []
+        finally:
+            connection.close()
+        if response.status != HTTPStatus.OK:
+            return []
+        try:
+            links: list[dict[str, Any]] = json.loads(body).get("leafs") or []
+        except ValueError:
+            return []
+        return links
 
     @property
     def running(self) -> bool:
@@ -191,11 +307,28 @@ class NatsServer:
             proc.wait()
 
 
-def embedded_server(data_dir: Path) -> NatsServer:
-    """A loopback nats-server storing JetStream under ``data_dir/nats``."""
+def embedded_server(
+    data_dir: Path,
+    *,
+    domain: str = "",
+    leafnode_port: int | None = None,
+    hub_sites: tuple[str, ...] = (),
+    leaf_remotes: tuple[int, ...] = (),
+) -> NatsServer:
+    """A loopback nats-server storing JetStream under ``data_dir/nats``. With
+    ``leafnode_port`` and ``hub_sites`` it is a hub; with ``leaf_remotes`` a site's leaf
+    node, ``domain`` naming the site (issue 5)."""
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
-    config = NatsServerConfig(store_dir=store, port=free_port(), monitor_port=free_port())
+    config = NatsServerConfig(
+        store_dir=store,
+        port=free_port(),
+        monitor_port=free_port(),
+        domain=domain,
+        leafnode_port=leafnode_port,
+        hub_sites=hub_sites,
+        leaf_remotes=leaf_remotes,
+    )
     return NatsServer(config, data_dir / "nats-server.conf", data_dir / "nats-server.log")
 
 
@@ -205,9 +338,16 @@ class NatsCluster:
 
     def __init__(self, nodes: list[NatsServer]) -> None:
         self.nodes = nodes
-        self.url = ",".join(n.url for n in nodes)
+
+    @property
+    def url(self) -> str:
         """Every node's URL: clients fail over between them."""
-        self.monitor_url = nodes[0].monitor_url
+        return ",".join(n.url for n in self.nodes)
+
+    @property
+    def monitor_url(self) -> str:
+        """The first node's monitoring URL."""
+        return self.nodes[0].monitor_url
 
     def start(self, timeout: float = 15.0) -> None:
         """Start every node; JetStream elects its leaders a moment later (clients retry)."""

@@ -130,8 +130,8 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
         ("lo", "hi", "rs-2", "rs-1")
     ]
     assert any(isinstance(e, CameraPending) and e.reason == "preempted by hi" for e in log)
-    released = _index(log, ReleasesConfirmed, "lo", "rs-2")
-    claimed = _index(log, ClaimsConfirmed, "hi", "rs-2")
+    released = _indices(log, ReleasesConfirmed, "lo", "rs-2")[0]
+    claimed = _indices(log, ClaimsConfirmed, "hi", "rs-2")[0]
     assert released < claimed, "the high camera claimed before the low one was released"
     recorders = await eventually(
         cluster.recording_now, lambda r: "hi" in r["rs-2"], 5, "rs-2 records hi"
@@ -143,12 +143,13 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
 Outcome = type[ClaimsConfirmed] | type[ReleasesConfirmed]
 
 
-def _index(log: list[Any], kind: Outcome, camera: str, on: str) -> int:
-    return next(
+def _indices(log: list[Any], kind: Outcome, camera: str, on: str) -> list[int]:
+    """Where in the log ``on`` confirmed a claim (or release) of ``camera``."""
+    return [
         i
         for i, e in enumerate(log)
         if isinstance(e, kind) and e.server == on and any(a.camera == camera for a in e.cameras)
-    )
+    ]
 
 
 async def test_issue5_make_before_break_failback_leaves_no_recording_gap(
@@ -183,8 +184,8 @@ async def test_issue5_make_before_break_failback_leaves_no_recording_gap(
     log = [e for _, e in await cluster.events()]
     overlaps = []
     for cam in cams:
-        claimed_home = _last_index(log, ClaimsConfirmed, cam, "rs-1")
-        released_host = _last_index(log, ReleasesConfirmed, cam, "rs-2")
+        claimed_home = _indices(log, ClaimsConfirmed, cam, "rs-1")[-1]
+        released_host = _indices(log, ReleasesConfirmed, cam, "rs-2")[-1]
         assert claimed_home < released_host, f"{cam}: rs-2 released before home claimed"
         home, host = _stint(cluster, "rs-1", cam, last=True), _stint(cluster, "rs-2", cam)
         assert host.stopped is not None
@@ -203,14 +204,6 @@ async def test_issue5_make_before_break_failback_leaves_no_recording_gap(
 
     # R9: the footage of the double-recorded stint travels home like any other.
     await eventually(left_on_host, lambda left: not left, 20, "footage home, host copy gone")
-
-
-def _last_index(log: list[Any], kind: Outcome, camera: str, on: str) -> int:
-    return max(
-        i
-        for i, e in enumerate(log)
-        if isinstance(e, kind) and e.server == on and any(a.camera == camera for a in e.cameras)
-    )
 
 
 def _stint(cluster: TestCluster, sid: str, camera: str, *, last: bool = False) -> Stint:
