@@ -285,7 +285,6 @@ class Placement(BaseModel):
         slot = self.servers.get(server)
         if slot is None:
             return []
-        was_failing_back = slot.state is ServerState.FAILING_BACK
         slot.state = (
             ServerState.STORAGE_FAILED
             if cause is FailureCause.STORAGE
@@ -306,9 +305,10 @@ class Placement(BaseModel):
             # release under the cancelled epoch may already have reached it.
             notices.append(self._assign(cam, cam.host, cam.reason))  # type: ignore[arg-type]
         notices += self._place(displaced, MoveReason.FAILOVER)
-        if was_failing_back:
-            notices += self._place_pending()
-        return notices
+        # Pending cameras get another try: a failing-back server's claims are gone, and a
+        # high camera whose preemption victim was on this server may preempt again.
+        notices += self._place_pending()
+        return notices + self._failbacks_completed()  # an old host that failed mid-handover
 
     def _server_recovered(self, server: str, cause: FailureCause) -> list[Notice]:
         """R8: the home server is ready; every current host releases, then home claims."""
@@ -372,10 +372,15 @@ class Placement(BaseModel):
         notices: list[Notice] = []
         for r in event.refusals:
             cam = self.cameras.get(r.camera)
-            if cam is None or cam.epoch != r.epoch or cam.target is None:
+            if cam is None or cam.epoch != r.epoch:
                 continue
             self.next_epoch = max(self.next_epoch, r.seen_epoch + 1)
-            notices.append(self._assign(cam, cam.target, cam.reason))
+            if cam.target is not None:
+                notices.append(self._assign(cam, cam.target, cam.reason))
+            elif cam.release_from or cam.release_after:
+                # A release with no move behind it (a preempted camera, or an old host
+                # after a make-before-break): the same release under a newer epoch.
+                cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
         return notices
 
     def _capacity_changed(self, server: str, capacity: int) -> list[Notice]:
@@ -543,7 +548,9 @@ def _lose_server(cam: CameraSlot, server: str) -> Literal["displaced", "reclaim"
         elif cam.target is None:
             outcome = "displaced"
     if cam.target == server:
-        cam.target, cam.release_from, cam.release_after = None, [], []
+        cam.target, cam.release_after = None, []
+        if cam.preempted_by is None:
+            cam.release_from = []  # a preempted camera's host still has to let it go
         outcome = "displaced" if cam.host is None else "reclaim"
     return outcome
 

@@ -211,10 +211,11 @@ class NatsServer:
         """Start it and wait until it accepts connections. A client or monitoring port that
         another process took between ``free_port`` and the bind is picked afresh (up to
         PORT_RETRIES times); a cluster port is not, since the other nodes route to it."""
+        binary = find_nats_server()
         for attempt in range(PORT_RETRIES + 1):
             logged = self._log_path.stat().st_size if self._log_path.exists() else 0
             try:
-                self._start_once(timeout)
+                self._start_once(binary, timeout)
             except NatsServerError:
                 if attempt == PORT_RETRIES or not self._own_port_taken(logged):
                     raise
@@ -227,14 +228,16 @@ class NatsServer:
     def _own_port_taken(self, logged: int) -> bool:
         """Whether the log, past ``logged`` bytes, says the client or monitoring port was
         taken."""
-        with self._log_path.open("rb") as log:
-            log.seek(logged)
-            text = log.read().decode(errors="replace")
+        try:
+            with self._log_path.open("rb") as log:
+                log.seek(logged)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return False
         ports = (f"127.0.0.1:{self.config.port}", f"127.0.0.1:{self.config.monitor_port}")
         return "address already in use" in text and any(p in text for p in ports)
 
-    def _start_once(self, timeout: float) -> None:
-        binary = find_nats_server()
+    def _start_once(self, binary: Path, timeout: float) -> None:
         self._config_path.write_text(self.config.render())
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(

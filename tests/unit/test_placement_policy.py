@@ -38,8 +38,11 @@ from shared.messages import (
     CameraPreempted,
     CapacityChanged,
     ClaimsConfirmed,
+    CommandRefused,
+    FailbackCompleted,
     FailureCause,
     MoveReason,
+    Refusal,
     ServerFailed,
     ServerRecovered,
 )
@@ -434,3 +437,32 @@ def test_issue5_what_if_shows_preemption_and_changes_nothing() -> None:
     assert after.cameras["hi"].host == "n-a2"
     assert after.cameras["lo"].state is CameraState.PENDING
     assert after.outstanding_commands() == []
+
+
+def test_issue5_an_old_host_failing_mid_handover_still_completes_the_failback() -> None:
+    """Issue 5, R8: home confirmed its make-before-break claims, then the old host fails
+    before releasing: nothing is left to wait for, so failback completes."""
+    state = failed_over(None, PlacementPolicy(failback=FailbackMode.MAKE_BEFORE_BREAK))
+    claim = state.outstanding_commands()[0]
+    state.apply(ClaimsConfirmed(server=claim.server, cameras=claim.cameras))
+    notices = state.apply(ServerFailed(server="n-a2", cause=FailureCause.NETWORK))
+    assert [n.server for n in notices if isinstance(n, FailbackCompleted)] == ["n-a1"]
+    assert state.servers["n-a1"].state is ServerState.ONLINE
+    assert state.outstanding_commands() == []
+
+
+def test_issue5_a_refused_preemption_release_is_sent_again_above_the_seen_epoch() -> None:
+    """Issue 5, R11: the victim's host has seen a newer epoch and refuses the release; the
+    same release goes out above it, and once done the high camera takes the channel."""
+    state, log = preemption_setup(preemption=True)
+    state.apply(ServerFailed(server="n-a1", cause=FailureCause.STORAGE))
+    (release,) = state.outstanding_commands()
+    (a,) = release.cameras
+    refusal = Refusal(camera="lo", epoch=a.epoch, seen_epoch=a.epoch + 5, reason="newer")
+    state.apply(CommandRefused(server="n-a2", refusals=(refusal,)))
+    (again,) = state.outstanding_commands()
+    assert (again.server, again.action) == ("n-a2", Action.RELEASE)
+    assert again.cameras[0].epoch > a.epoch + 5
+    settle(state, log)
+    assert state.cameras["hi"].host == "n-a2"
+    assert state.cameras["lo"].preempted_by is None
