@@ -35,6 +35,7 @@ __all__ = [
     "make_config",
     "recorded_twice",
     "server",
+    "settled",
     "with_sync",
 ]
 
@@ -191,6 +192,11 @@ def server(doc: Status, sid: str) -> dict[str, Any]:
 
 def camera(doc: Status, cid: str) -> dict[str, Any]:
     return next(c for c in doc["cameras"] if c["id"] == cid)
+
+
+def settled(doc: Status, home: str) -> bool:
+    """No camera of ``home`` is still moving."""
+    return all(c["state"] != "moving" for c in cameras_of(doc, home))
 
 
 def cameras_of(doc: Status, home: str) -> list[dict[str, Any]]:

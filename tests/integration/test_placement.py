@@ -16,7 +16,6 @@ from shared.messages import (
 )
 from tests.helpers import eventually, holds
 from tests.integration.cluster import (
-    Status,
     TestCluster,
     all_home,
     camera,
@@ -24,6 +23,7 @@ from tests.integration.cluster import (
     make_config,
     recorded_twice,
     server,
+    settled,
 )
 from tests.integration.conftest import StartCluster
 
@@ -34,11 +34,6 @@ async def _start(start_cluster: StartCluster, servers: dict[str, int], cams: Any
     cluster = await start_cluster(make_config(servers, cams, network_timeout=1.5))
     await cluster.wait_status(all_home, 20, "every camera recording at home")
     return cluster
-
-
-def _settled(doc: Status, home: str) -> bool:
-    """No camera of ``home`` is still moving."""
-    return all(c["state"] != "moving" for c in cameras_of(doc, home))
 
 
 async def test_r4_failed_servers_cameras_spread_over_free_capacity_never_above_it(
@@ -92,7 +87,7 @@ async def test_r5_pending_in_priority_order_and_placed_when_capacity_is_raised(
     cluster = await _start(start_cluster, {"rs-1": 3, "rs-2": 2}, cams)
     cluster.fail_storage("rs-1")
     doc = await cluster.wait_status(
-        lambda s: camera(s, "hi")["state"] == "failed_over" and _settled(s, "rs-1"),
+        lambda s: camera(s, "hi")["state"] == "failed_over" and settled(s, "rs-1"),
         10,
         "hi failed over, the others settled",
     )
@@ -162,7 +157,7 @@ async def test_r8_failback_releases_before_home_claims_and_pending_go_straight_h
     cluster = await _start(start_cluster, {"rs-1": 3, "rs-2": 2, "rs-3": 1}, cams)
     cluster.relays["rs-1"].cut()
     doc = await cluster.wait_status(
-        lambda s: server(s, "rs-1")["state"] == "network_failed" and _settled(s, "rs-1"),
+        lambda s: server(s, "rs-1")["state"] == "network_failed" and settled(s, "rs-1"),
         15,
         "rs-1 failed, its cameras settled",
     )

@@ -19,13 +19,12 @@ from shared.messages import (
 )
 from tests.helpers import eventually, holds
 from tests.integration.cluster import (
-    Status,
     TestCluster,
     all_home,
     camera,
-    cameras_of,
     make_config,
     server,
+    settled,
 )
 from tests.integration.conftest import StartCluster
 
@@ -51,10 +50,6 @@ async def _started(start_cluster: StartCluster, config: ClusterConfig) -> TestCl
     return cluster
 
 
-def _settled(doc: Status, home: str) -> bool:
-    return all(c["state"] != "moving" for c in cameras_of(doc, home))
-
-
 async def test_issue5_failover_stays_in_the_group_pending_while_another_group_has_room(
     start_cluster: StartCluster,
 ) -> None:
@@ -70,7 +65,7 @@ async def test_issue5_failover_stays_in_the_group_pending_while_another_group_ha
     cluster = await _started(start_cluster, config)
     cluster.fail_storage("rs-1")
     doc = await cluster.wait_status(
-        lambda s: server(s, "rs-1")["state"] == "storage_failed" and _settled(s, "rs-1"),
+        lambda s: server(s, "rs-1")["state"] == "storage_failed" and settled(s, "rs-1"),
         10,
         "rs-1 failed, its cameras settled",
     )

@@ -295,24 +295,24 @@ def test_issue5_across_sites_lets_cameras_cross_when_the_site_is_full() -> None:
     assert {c.host for c in state.cameras.values()} == {"s-1"}
 
 
-def preemption_setup(preemption: bool) -> tuple[Placement, list[AnyEvent]]:
-    """One host (n-a2, capacity 2) in reach holds a low guest from n-b1... filled up so
-    that n-a1's high camera finds no free channel."""
-    servers = [
-        ServerConfig(id="n-a1", capacity=1, site="north", group="a"),
-        ServerConfig(id="n-a2", capacity=1, site="north", group="a"),
-        ServerConfig(id="n-a3", capacity=1, site="north", group="a"),
-    ]
-    cameras = [
-        CameraConfig(id="hi", home="n-a1", priority=Priority.HIGH),
-        CameraConfig(id="lo", home="n-a3", priority=Priority.LOW),
-    ]
-    config = ClusterConfig(
-        servers=tuple(servers),
-        cameras=tuple(cameras),
+def high_and_low(servers: list[str], low_home: str, preemption: bool) -> ClusterConfig:
+    """Servers of one channel each; ``hi`` (high) at home on the first, ``lo`` (low) on
+    ``low_home``."""
+    cameras = (
+        CameraConfig(id="hi", home=servers[0], priority=Priority.HIGH),
+        CameraConfig(id="lo", home=low_home, priority=Priority.LOW),
+    )
+    return ClusterConfig(
+        servers=tuple(ServerConfig(id=s, capacity=1) for s in servers),
+        cameras=cameras,
         placement=PlacementPolicy(preemption=preemption),
     )
-    state, log = started(config)
+
+
+def preemption_setup(preemption: bool) -> tuple[Placement, list[AnyEvent]]:
+    """Three servers of one channel: ``lo`` (low) of n-a3 is a guest on n-a2 once n-a3
+    fails, so when n-a1 fails its high camera ``hi`` finds no free channel."""
+    state, log = started(high_and_low(["n-a1", "n-a2", "n-a3"], "n-a3", preemption))
     state.apply(ServerFailed(server="n-a3", cause=FailureCause.STORAGE))
     settle(state, log)
     assert state.cameras["lo"].host == "n-a2", "the low camera is a guest on n-a2"
@@ -351,17 +351,7 @@ def test_issue5_a_high_camera_preempts_a_low_guest_release_first() -> None:
 
 def test_issue5_a_camera_at_home_is_never_preempted() -> None:
     """Issue 5: only guests are displaced; low cameras at home keep recording."""
-    servers = [ServerConfig(id="a", capacity=1), ServerConfig(id="b", capacity=1)]
-    cameras = [
-        CameraConfig(id="hi", home="a", priority=Priority.HIGH),
-        CameraConfig(id="lo", home="b", priority=Priority.LOW),
-    ]
-    config = ClusterConfig(
-        servers=tuple(servers),
-        cameras=tuple(cameras),
-        placement=PlacementPolicy(preemption=True),
-    )
-    state, _ = started(config)
+    state, _ = started(high_and_low(["a", "b"], "b", preemption=True))
     notices = state.apply(ServerFailed(server="a", cause=FailureCause.STORAGE))
     assert not [n for n in notices if isinstance(n, CameraPreempted)]
     assert state.cameras["lo"].state is CameraState.HOME
@@ -466,3 +456,23 @@ def test_issue5_a_refused_preemption_release_is_sent_again_above_the_seen_epoch(
     settle(state, log)
     assert state.cameras["hi"].host == "n-a2"
     assert state.cameras["lo"].preempted_by is None
+
+
+def test_issue5_a_refused_handover_release_is_sent_again_above_the_seen_epoch() -> None:
+    """Issue 5, R11: after a make-before-break claim, the old host refuses its release (it
+    has seen a newer epoch); the release goes out again above it, and failback completes."""
+    state = failed_over(None, PlacementPolicy(failback=FailbackMode.MAKE_BEFORE_BREAK))
+    claim = state.outstanding_commands()[0]
+    state.apply(ClaimsConfirmed(server=claim.server, cameras=claim.cameras))
+    (release,) = state.outstanding_commands()
+    refusals = tuple(
+        Refusal(camera=a.camera, epoch=a.epoch, seen_epoch=a.epoch + 3, reason="newer")
+        for a in release.cameras
+    )
+    state.apply(CommandRefused(server=release.server, refusals=refusals))
+    (again,) = state.outstanding_commands()
+    assert (again.server, again.action) == ("n-a2", Action.RELEASE)
+    seen = {r.camera: r.seen_epoch for r in refusals}
+    assert all(a.epoch > seen[a.camera] for a in again.cameras), (again.cameras, seen)
+    notices = carry_out(state, [again], [])
+    assert [n.server for n in notices if isinstance(n, FailbackCompleted)] == ["n-a1"]

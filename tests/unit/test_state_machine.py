@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import hypothesis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -40,6 +41,7 @@ from shared.config import (
 from shared.messages import (
     Action,
     AnyEvent,
+    Assignment,
     CameraMovePlanned,
     CameraPreempted,
     CapacityChanged,
@@ -95,6 +97,8 @@ class FailoverCluster(RuleBasedStateMachine):
         self.awaiting_confirmation: set[str] = set()
         self.previous_load: dict[str, int] = {}
         self.last_epoch = 0
+        self.ledger: dict[tuple[str, str], int] = {}
+        """(server, camera) -> the newest epoch that agent has seen, as its SQLite ledger."""
 
     # ---- plumbing: the shells of health and placement, without a bus ----
 
@@ -119,6 +123,7 @@ class FailoverCluster(RuleBasedStateMachine):
                 assert n.epoch > self.last_epoch, f"epoch {n.epoch} after {self.last_epoch}"
                 self.last_epoch = n.epoch
             if isinstance(n, CameraPreempted):
+                hypothesis.event("a camera was preempted")
                 assert self.placement.policy.preemption, "preemption while it is off"
                 assert self.placement.cameras[n.camera].priority is Priority.LOW
                 assert self.placement.cameras[n.by].priority is Priority.HIGH
@@ -215,7 +220,8 @@ class FailoverCluster(RuleBasedStateMachine):
             sid = f"rs-{i + 1}"
             site, group = data.draw(st.sampled_from([("a", "1"), ("a", "2"), ("b", "1")]))
             servers.append(ServerConfig(id=sid, capacity=capacity, site=site, group=group))
-            for k in range(data.draw(st.integers(0, capacity), label=f"cameras of {sid}")):
+            full_or_not = st.one_of(st.just(capacity), st.integers(0, capacity))
+            for k in range(data.draw(full_or_not, label=f"cameras of {sid}")):
                 cameras.append(
                     CameraConfig(
                         id=f"cam-{sid}-{k}",
@@ -335,8 +341,7 @@ class FailoverCluster(RuleBasedStateMachine):
                 st.lists(st.sampled_from(command.cameras), min_size=1, unique=True),
                 label=f"{command.action} on {command.server}",
             )
-            kind = ClaimsConfirmed if command.action is Action.CLAIM else ReleasesConfirmed
-            self.apply(kind(server=command.server, cameras=tuple(picked)))
+            self.answer(command, tuple(picked))
 
     @rule()
     def agents_confirm_everything(self) -> None:
@@ -346,8 +351,7 @@ class FailoverCluster(RuleBasedStateMachine):
             if not commands:
                 return
             for c in commands:
-                kind = ClaimsConfirmed if c.action is Action.CLAIM else ReleasesConfirmed
-                self.apply(kind(server=c.server, cameras=c.cameras))
+                self.answer(c, c.cameras)
         raise AssertionError(f"commands never settle: {self.reachable_commands()}")
 
     @precondition(lambda self: bool(self.reachable_commands()))
@@ -356,8 +360,27 @@ class FailoverCluster(RuleBasedStateMachine):
         """R11: an agent has seen a newer epoch; placement reissues above it."""
         command = data.draw(st.sampled_from(self.reachable_commands()), label="refused")
         a = data.draw(st.sampled_from(command.cameras), label="assignment")
-        refusal = Refusal(camera=a.camera, epoch=a.epoch, seen_epoch=a.epoch + ahead, reason="x")
-        self.apply(CommandRefused(server=command.server, refusals=(refusal,)))
+        self.ledger[command.server, a.camera] = a.epoch + ahead
+        self.answer(command, (a,))
+
+    def answer(self, command: Command, cameras: tuple[Assignment, ...]) -> None:
+        """The agent carries out ``cameras`` of the command as the real one does: an
+        assignment older than its ledger is refused (and stays refused), the others are
+        done and remembered."""
+        seen = {a.camera: self.ledger.get((command.server, a.camera), 0) for a in cameras}
+        done = tuple(a for a in cameras if a.epoch >= seen[a.camera])
+        refused = tuple(
+            Refusal(camera=a.camera, epoch=a.epoch, seen_epoch=seen[a.camera], reason="older")
+            for a in cameras
+            if a.epoch < seen[a.camera]
+        )
+        for a in done:
+            self.ledger[command.server, a.camera] = a.epoch
+        if done:
+            kind = ClaimsConfirmed if command.action is Action.CLAIM else ReleasesConfirmed
+            self.apply(kind(server=command.server, cameras=done))
+        if refused:
+            self.apply(CommandRefused(server=command.server, refusals=refused))
 
     # ---- invariants ----
 
