@@ -25,6 +25,8 @@ REPLICATED_SERVICES = ("health", "placement", "sync")
 
 ADMIN_FAILBACK = f"{ROOT}.admin.failback"
 ADMIN_CAPACITY = f"{ROOT}.admin.capacity"
+ADMIN_DRAIN = f"{ROOT}.admin.drain"
+ADMIN_UNDRAIN = f"{ROOT}.admin.undrain"
 SIM_FAULT = f"{ROOT}.sim.fault"
 
 HEARTBEAT_ALL = f"{ROOT}.hb.*"

@@ -24,6 +24,14 @@ class CapacityRequest(Message):
     by: str = Field("admin", max_length=64)
 
 
+class DrainRequest(Message):
+    """Maintenance mode: move a server's cameras away and place nothing there (drain), or
+    end it and bring its cameras home (undrain)."""
+
+    server: ServerId
+    by: str = Field("admin", max_length=64, description="Who asks, for the event log.")
+
+
 class Reply(Message):
     """Answer to an administrator's request; ``reason`` explains a refusal."""
 

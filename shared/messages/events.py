@@ -36,6 +36,7 @@ class MoveReason(StrEnum):
     FAILOVER = "failover"
     FAILBACK = "failback"
     CAPACITY_FREED = "capacity_freed"
+    DRAIN = "drain"
 
 
 class Event(Message):
@@ -93,6 +94,32 @@ class CapacityChanged(Event):
     server: ServerId
     capacity: int = Field(ge=0)
     by: str = Field("admin", max_length=64)
+
+
+class ServerDrained(Event):
+    """The administrator put a server in maintenance: its cameras move away (same rules,
+    capacity respected) and nothing is placed there until it is undrained."""
+
+    type: Literal["server_drained"] = "server_drained"
+    server: ServerId
+    by: str = Field("admin", max_length=64)
+
+
+class ServerUndrained(Event):
+    """The administrator ended a server's maintenance: its cameras come home (R8 rules)."""
+
+    type: Literal["server_undrained"] = "server_undrained"
+    server: ServerId
+    by: str = Field("admin", max_length=64)
+
+
+class DrainCompleted(Event):
+    """Every camera that could move off a drained server has; ``cameras_left`` still record
+    there because no other server had a free channel (they move when one frees)."""
+
+    type: Literal["drain_completed"] = "drain_completed"
+    server: ServerId
+    cameras_left: int = Field(ge=0)
 
 
 class CameraMovePlanned(Event):
@@ -251,6 +278,9 @@ AnyEvent = Annotated[
     | StorageRepaired
     | FailbackConfirmed
     | CapacityChanged
+    | ServerDrained
+    | ServerUndrained
+    | DrainCompleted
     | CameraMovePlanned
     | CameraMoved
     | CameraPending
