@@ -39,7 +39,15 @@ from shared.errors import (
 )
 from shared.lifecycle import run_until_signalled
 from shared.logs import setup_logging
-from shared.messages import CapacityRequest, FailbackRequest, Fault, FaultRequest, Message, Reply
+from shared.messages import (
+    CapacityRequest,
+    DrainRequest,
+    FailbackRequest,
+    Fault,
+    FaultRequest,
+    Message,
+    Reply,
+)
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -79,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     capacity = sub.add_parser("capacity", parents=[common], help="change channel capacity")
     capacity.add_argument("server")
     capacity.add_argument("capacity", type=channel_count)
+    drain = sub.add_parser(
+        "drain", parents=[common], help="maintenance: move a server's cameras away"
+    )
+    drain.add_argument("server")
+    undrain = sub.add_parser("undrain", parents=[common], help="end maintenance: cameras come home")
+    undrain.add_argument("server")
     sim = sub.add_parser("sim", parents=[common], help="fault injection on a simulated server")
     sim.add_argument("fault", choices=[f.value for f in Fault])
     sim.add_argument("server")
@@ -192,6 +206,10 @@ def _admin_request(args: argparse.Namespace) -> tuple[str, Message]:
         return subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server)
     if args.command == "capacity":
         return subjects.ADMIN_CAPACITY, CapacityRequest(server=args.server, capacity=args.capacity)
+    if args.command == "drain":
+        return subjects.ADMIN_DRAIN, DrainRequest(server=args.server)
+    if args.command == "undrain":
+        return subjects.ADMIN_UNDRAIN, DrainRequest(server=args.server)
     return subjects.SIM_FAULT, FaultRequest(server=args.server, fault=Fault(args.fault))
 
 

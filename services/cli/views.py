@@ -30,6 +30,7 @@ def status_document(
             "capacity": s.capacity,
             "hosting": loads[s.id],
             "storage": "ok" if s.storage_ok else "failed",
+            "drained": s.drained,
         }
         for s in state.servers.values()
     ]
@@ -125,8 +126,9 @@ async def status(bus: Bus, data_dir: Path, *, as_json: bool) -> int:
 def _tables(doc: dict[str, Any]) -> str:
     lines = [f"{'SERVER':<14}{'STATE':<16}{'HOSTING':>8}{'CAPACITY':>10}  STORAGE"]
     for s in doc["servers"]:
+        state = s["state"] + (" drained" if s["drained"] else "")
         lines.append(
-            f"{s['id']:<14}{s['state']:<16}{s['hosting']:>8}{s['capacity']:>10}  {s['storage']}"
+            f"{s['id']:<14}{state:<16}{s['hosting']:>8}{s['capacity']:>10}  {s['storage']}"
         )
     lines += ["", f"{'CAMERA':<16}{'HOME':<14}{'HOST':<14}{'STATE':<13}PRIORITY"]
     for c in doc["cameras"]:

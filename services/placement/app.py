@@ -34,12 +34,16 @@ from shared.messages import (
     Command,
     CommandRefused,
     CommandResult,
+    DrainCompleted,
+    DrainRequest,
     FailbackCompleted,
     FailbackStarted,
     Heartbeat,
     Message,
     ReleasesConfirmed,
     Reply,
+    ServerDrained,
+    ServerUndrained,
 )
 from shared.metrics import CAMERAS_BY_STATE, COMMAND_SECONDS, COMMANDS, REJECTED
 
@@ -80,6 +84,8 @@ class PlacementService(ReplicatedService):
                 await bus.serve(
                     subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal
                 ),
+                await bus.serve(subjects.ADMIN_DRAIN, DrainRequest, self._on_drain, _refusal),
+                await bus.serve(subjects.ADMIN_UNDRAIN, DrainRequest, self._on_undrain, _refusal),
             ]
             log.info(
                 "placement resumed at log position %d, epoch %d, %d cameras (fence %d)",
@@ -296,19 +302,53 @@ class PlacementService(ReplicatedService):
         if slot is None:
             return Reply(ok=False, reason=f"unknown server {request.server!r}")
         was = slot.capacity  # read now: the fold may apply the change before we answer
-        event = CapacityChanged(server=request.server, capacity=request.capacity, by=request.by)
-        await self._bus.publish_event(
-            subjects.admin_event(event.type), event, f"capacity-{uuid.uuid4().hex}"
+        await self._log_admin(
+            CapacityChanged(server=request.server, capacity=request.capacity, by=request.by)
         )
         return Reply(
             ok=True,
             reason=f"capacity of {request.server} set to {request.capacity} (was {was})",
         )
 
+    async def _on_drain(self, request: DrainRequest) -> Message:
+        """Maintenance mode: refused for an unknown or already drained server; otherwise
+        on the log, where the fold moves its cameras away."""
+        slot = self.state.servers.get(request.server)
+        if slot is None:
+            return Reply(ok=False, reason=f"unknown server {request.server!r}")
+        if slot.drained:
+            return Reply(ok=False, reason=f"{request.server} is already drained")
+        hosting = self.state.load(request.server)
+        await self._log_admin(ServerDrained(server=request.server, by=request.by))
+        return Reply(
+            ok=True,
+            reason=f"drain of {request.server} started: {hosting} cameras to move where "
+            "channels are free (the rest keep recording there until one frees)",
+        )
+
+    async def _on_undrain(self, request: DrainRequest) -> Message:
+        """End of maintenance: refused unless the server is drained."""
+        slot = self.state.servers.get(request.server)
+        if slot is None:
+            return Reply(ok=False, reason=f"unknown server {request.server!r}")
+        if not slot.drained:
+            return Reply(ok=False, reason=f"{request.server} is not drained")
+        await self._log_admin(ServerUndrained(server=request.server, by=request.by))
+        return Reply(ok=True, reason=f"{request.server} undrained: its cameras come home")
+
+    async def _log_admin(self, event: CapacityChanged | ServerDrained | ServerUndrained) -> None:
+        """An administrator's action goes on the log, with who asked; the fold acts on it."""
+        assert self._bus is not None
+        await self._bus.publish_event(
+            subjects.admin_event(event.type), event, f"{event.type}-{uuid.uuid4().hex}"
+        )
+
 
 def _notice_subject(notice: Notice) -> str:
     if isinstance(notice, FailbackStarted | FailbackCompleted):
         return subjects.failback_event(notice.server, notice.type)
+    if isinstance(notice, DrainCompleted):
+        return subjects.server_event(notice.server, notice.type)
     return subjects.camera_event(notice.camera, notice.type)
 
 

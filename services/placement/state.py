@@ -44,13 +44,16 @@ from shared.messages import (
     ClaimsConfirmed,
     Command,
     CommandRefused,
+    DrainCompleted,
     FailbackCompleted,
     FailbackStarted,
     FailureCause,
     MoveReason,
     ReleasesConfirmed,
+    ServerDrained,
     ServerFailed,
     ServerRecovered,
+    ServerUndrained,
     StorageRepaired,
 )
 
@@ -59,6 +62,7 @@ Notice = (
     | CameraMoved
     | CameraPending
     | CameraPreempted
+    | DrainCompleted
     | FailbackStarted
     | FailbackCompleted
 )
@@ -98,6 +102,8 @@ class ServerSlot(BaseModel):
     group: str = "default"
     state: ServerState = ServerState.ONLINE
     storage_ok: bool = True
+    drained: bool = Field(False, description="Maintenance: nothing is placed here.")
+    drain_reported: bool = Field(False, description="drain_completed published for it.")
 
 
 class CameraSlot(BaseModel):
@@ -193,7 +199,7 @@ class Placement(BaseModel):
         return {
             sid: max(0, s.capacity - loads[sid])
             for sid, s in self.servers.items()
-            if s.state in ACCEPTS_CAMERAS
+            if s.state in ACCEPTS_CAMERAS and not s.drained
         }
 
     def topology(self) -> Topology:
@@ -259,8 +265,14 @@ class Placement(BaseModel):
 
     # ---- the fold ----
 
-    def apply(self, event: AnyEvent) -> list[Notice]:  # noqa: PLR0911 (one arm per event type)
+    def apply(self, event: AnyEvent) -> list[Notice]:
         """Fold one event of the log in; return placement's own events about it."""
+        notices = self._fold(event)
+        if any(s.drained and not s.drain_reported for s in self.servers.values()):
+            notices += self._drains_completed()
+        return notices
+
+    def _fold(self, event: AnyEvent) -> list[Notice]:  # noqa: PLR0911 (one arm per event type)
         match event:
             case ServerFailed():
                 return self._server_failed(event.server, event.cause)
@@ -274,6 +286,10 @@ class Placement(BaseModel):
                 return self._refused(event)
             case CapacityChanged():
                 return self._capacity_changed(event.server, event.capacity)
+            case ServerDrained():
+                return self._drain(event.server)
+            case ServerUndrained():
+                return self._undrain(event.server)
             case StorageRepaired():
                 if event.server in self.servers:
                     self.servers[event.server].storage_ok = True
@@ -316,18 +332,7 @@ class Placement(BaseModel):
         if slot is None or slot.state in ACCEPTS_CAMERAS:
             return []
         slot.state, slot.storage_ok = ServerState.FAILING_BACK, True
-        notices: list[Notice] = []
-        room = slot.capacity - self.load(server)
-        for cam in self._going_home(server):
-            if room <= 0:
-                break
-            room -= 1
-            releasing = {h for h in (cam.host, cam.target) if h is not None and self._alive(h)}
-            if self._hands_over(cam) and cam.host in releasing:
-                cam.release_after = [cam.host]  # records on until home's first segment is down
-            else:
-                cam.release_from = sorted(releasing.union(cam.release_from) - {server})
-            notices.append(self._assign(cam, server, MoveReason.FAILBACK))
+        notices: list[Notice] = [] if slot.drained else self._bring_home(server)
         moving = sum(1 for c in self.cameras.values() if c.target == server)
         notices.insert(0, FailbackStarted(server=server, cameras=moving, cause=cause))
         notices += self._maybe_failback_completed(server)
@@ -383,6 +388,23 @@ class Placement(BaseModel):
                 cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
         return notices
 
+    def _drain(self, server: str) -> list[Notice]:
+        """Maintenance: nothing is placed here any more; what records here moves away."""
+        slot = self.servers.get(server)
+        if slot is None or slot.drained:
+            return []
+        slot.drained, slot.drain_reported = True, False
+        return self._move_off_drained()
+
+    def _undrain(self, server: str) -> list[Notice]:
+        """Maintenance over: the server takes cameras again and its own come home (R8)."""
+        slot = self.servers.get(server)
+        if slot is None or not slot.drained:
+            return []
+        slot.drained = False
+        notices = self._bring_home(server) if slot.state is ServerState.ONLINE else []
+        return notices + self._place_pending()
+
     def _capacity_changed(self, server: str, capacity: int) -> list[Notice]:
         slot = self.servers.get(server)
         if slot is None:
@@ -397,9 +419,64 @@ class Placement(BaseModel):
         return slot is not None and slot.state in ACCEPTS_CAMERAS
 
     def _place_pending(self) -> list[Notice]:
-        """R5: capacity appeared somewhere; place what waits, announce nothing twice."""
+        """R5: capacity appeared somewhere; place what waits (announcing nothing twice),
+        then move on what still records on a drained server."""
         pending = [c for c in self.cameras.values() if c.state is CameraState.PENDING]
-        return self._place(pending, MoveReason.CAPACITY_FREED, report_pending=False)
+        notices = self._place(pending, MoveReason.CAPACITY_FREED, report_pending=False)
+        return notices + self._move_off_drained()
+
+    def _move_off_drained(self) -> list[Notice]:
+        """Cameras settled on a drained server go where the planner finds a free channel
+        (home first); one that fits nowhere keeps recording there until a channel frees."""
+        leaving = [
+            c
+            for c in self.cameras.values()
+            if c.host is not None
+            and self.servers[c.host].drained
+            and c.target is None
+            and not (c.release_from or c.release_after)
+        ]
+        if not leaving:
+            return []
+        candidates = (Candidate(c.id, c.home, c.priority) for c in leaving)
+        chosen = plan(candidates, self.free_capacity(), self.topology())
+        notices: list[Notice] = []
+        for cam in leaving:
+            to = chosen.get(cam.id)
+            if to is not None:
+                self.servers[cam.host].drain_reported = False  # type: ignore[index]
+                notices.append(self._move_deliberately(cam, to, MoveReason.DRAIN))
+        return notices
+
+    def _drains_completed(self) -> list[Notice]:
+        """drain_completed, once nothing is on its way off a drained server any more."""
+        in_flight: set[str] = set()
+        for cam in self.cameras.values():
+            in_flight.update(cam.release_from, cam.release_after)
+            if cam.target is not None and cam.host is not None:
+                in_flight.add(cam.host)
+        notices: list[Notice] = []
+        for sid, slot in self.servers.items():
+            if slot.drained and not slot.drain_reported and sid not in in_flight:
+                slot.drain_reported = True
+                notices.append(DrainCompleted(server=sid, cameras_left=self.load(sid)))
+        return notices
+
+    def _bring_home(self, server: str) -> list[Notice]:
+        """R8: the server's cameras away from home come back, as many as it has room for."""
+        room = self.servers[server].capacity - self.load(server)
+        going = self._going_home(server)[: max(0, room)]
+        return [self._move_deliberately(cam, server, MoveReason.FAILBACK) for cam in going]
+
+    def _move_deliberately(self, cam: CameraSlot, to: str, reason: MoveReason) -> CameraMovePlanned:
+        """A move nothing forces (failback, drain): the current hosts release first, or,
+        make-before-break, a settled camera's host records on until ``to`` has claimed."""
+        releasing = {h for h in (cam.host, cam.target) if h is not None and self._alive(h)}
+        if self._hands_over(cam) and cam.target is None and cam.host in releasing:
+            cam.release_after = [cam.host]
+        else:
+            cam.release_from = sorted(releasing.union(cam.release_from) - {to})
+        return self._assign(cam, to, reason)
 
     def _going_home(self, server: str) -> list[CameraSlot]:
         """Cameras of this home server not at home and not heading there, in priority order."""

@@ -24,7 +24,7 @@ from shared import subjects
 from shared.bus import Bus, NatsCluster, NatsServer, read_leases
 from shared.config import ClusterConfig
 from shared.lifecycle import Service
-from shared.messages import AnyEvent, CapacityRequest, FailbackRequest, Reply
+from shared.messages import AnyEvent, CapacityRequest, DrainRequest, FailbackRequest, Reply
 
 Status = dict[str, Any]
 REPLICATED: dict[str, Callable[[ClusterConfig, str, str], Service]] = {
@@ -183,6 +183,12 @@ class LocalCluster:
         assert self.bus is not None
         request = FailbackRequest(server=server_id)
         return await self.bus.request(subjects.ADMIN_FAILBACK, request, Reply, timeout=5)
+
+    async def drain(self, server_id: str, *, undrain: bool = False) -> Reply:
+        """Maintenance mode on (or, ``undrain``, off) for one server."""
+        assert self.bus is not None
+        subject = subjects.ADMIN_UNDRAIN if undrain else subjects.ADMIN_DRAIN
+        return await self.bus.request(subject, DrainRequest(server=server_id), Reply, timeout=5)
 
     async def set_capacity(self, server_id: str, capacity: int) -> Reply:
         """A license change at run time."""

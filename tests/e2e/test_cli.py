@@ -431,7 +431,7 @@ home = "rs-3"
 
 SERVER_KEYS = {"id", "state", "capacity", "hosting", "storage"}
 CAMERA_KEYS = {"id", "home", "host", "state", "priority"}
-SERVICES = {"health", "placement", "sync", "agent-rs-1", "agent-rs-2", "agent-rs-3"}
+SERVICES = {"health", "placement", "sync", "agent-rs-1", "agent-rs-2", "agent-rs-3", "console"}
 
 
 class BlazeUp:
@@ -566,6 +566,12 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     unknown_whatif = cluster.run("whatif", "rs-9")
     assert unknown_whatif.returncode == 1
     assert "unknown server 'rs-9'" in one_error_line(unknown_whatif)
+    for verb in ("drain", "undrain"):  # issue 6: wired to placement, refusals on stderr
+        refused_drain = cluster.run(verb, "rs-9")
+        assert refused_drain.returncode == 1
+        assert "unknown server 'rs-9'" in one_error_line(refused_drain)
+    not_drained = cluster.run("undrain", "rs-2")
+    assert "rs-2 is not drained" in one_error_line(not_drained)
 
     # R3: storage failure fails over at once; R7: a premature confirmation is refused.
     assert "storage-fail rs-1" in cluster.ok("sim", "storage-fail", "rs-1")

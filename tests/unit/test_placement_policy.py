@@ -43,8 +43,10 @@ from shared.messages import (
     FailureCause,
     MoveReason,
     Refusal,
+    ServerDrained,
     ServerFailed,
     ServerRecovered,
+    ServerUndrained,
 )
 from tests.unit.agents import carry_out, settle
 
@@ -165,6 +167,9 @@ def test_issue5_preemption_displaces_only_low_guests_for_high_cameras(
 
 # ---- the fold: flows with agents played by the tests ----
 
+DELIBERATE = (MoveReason.FAILBACK, MoveReason.DRAIN)
+"""Moves that may take a camera off a healthy server: going home, maintenance."""
+
 policy_st = st.builds(
     PlacementPolicy,
     across_groups=st.booleans(),
@@ -173,7 +178,7 @@ policy_st = st.builds(
     failback=st.sampled_from(FailbackMode),
 )
 step_st = st.tuples(
-    st.sampled_from(["storage", "network", "recovered", "capacity"]),
+    st.sampled_from(["storage", "network", "recovered", "capacity", "drain", "undrain"]),
     st.integers(0, 5),
     st.integers(0, 4),
 )
@@ -183,6 +188,10 @@ def history_event(state: Placement, kind: str, which: int, n: int) -> AnyEvent:
     server = sorted(state.servers)[which % len(state.servers)]
     if kind == "capacity":
         return CapacityChanged(server=server, capacity=n)
+    if kind == "drain":
+        return ServerDrained(server=server)
+    if kind == "undrain":
+        return ServerUndrained(server=server)
     if kind == "recovered":
         return ServerRecovered(server=server, cause=FailureCause.NETWORK)
     return ServerFailed(server=server, cause=FailureCause(kind))
@@ -205,7 +214,8 @@ def test_issue5_stickiness_a_replan_moves_only_what_failback_or_preemption_asks_
 ) -> None:
     """Issue 5: over random histories of failures, recoveries and capacity changes, each
     carried out by the agents to the end, a camera that recorded on a server that is
-    still healthy is still there, unless failback took it home or preemption displaced it.
+    still healthy is still there, unless failback took it home, a drain moved it off, or
+    preemption displaced it.
     """
     servers, cameras = [], []
     for i, ((site, group), capacity, priorities) in enumerate(fleet):
@@ -228,7 +238,7 @@ def test_issue5_stickiness_a_replan_moves_only_what_failback_or_preemption_asks_
             n.camera
             for n in notices
             if isinstance(n, CameraPreempted)
-            or (isinstance(n, CameraMovePlanned) and n.reason is MoveReason.FAILBACK)
+            or (isinstance(n, CameraMovePlanned) and n.reason in DELIBERATE)
         }
         for camera, host in before.items():
             if camera in asked or state.servers[host].state is not ServerState.ONLINE:

@@ -53,10 +53,14 @@ from shared.messages import (
     MoveReason,
     Refusal,
     ReleasesConfirmed,
+    ServerDrained,
     ServerFailed,
+    ServerUndrained,
 )
 
 TIMEOUT = 10.0
+DELIBERATE = (MoveReason.FAILBACK, MoveReason.DRAIN)
+"""Moves that may take a camera off a healthy server: going home, maintenance."""
 FAILED = (ServerState.NETWORK_FAILED, ServerState.STORAGE_FAILED)
 AGREES = {
     Liveness.UP: (ServerState.ONLINE, ServerState.FAILING_BACK),
@@ -97,6 +101,8 @@ class FailoverCluster(RuleBasedStateMachine):
         self.awaiting_confirmation: set[str] = set()
         self.previous_load: dict[str, int] = {}
         self.last_epoch = 0
+        self.held: dict[str, tuple[str | None, str | None]] = {}
+        """Every camera's (host, target) before the event being folded in."""
         self.ledger: dict[tuple[str, str], int] = {}
         """(server, camera) -> the newest epoch that agent has seen, as its SQLite ledger."""
 
@@ -111,6 +117,7 @@ class FailoverCluster(RuleBasedStateMachine):
         if isinstance(event, ServerFailed) and event.cause is FailureCause.STORAGE:
             self.awaiting_confirmation.add(event.server)
         settled = self.settled_on_healthy_servers()
+        self.held = {c.id: (c.host, c.target) for c in self.placement.cameras.values()}
         notices = self.placement.apply(event)
         self.track(notices)
         self.check_stickiness(settled, notices)
@@ -122,6 +129,10 @@ class FailoverCluster(RuleBasedStateMachine):
             if isinstance(n, CameraMovePlanned | CameraPreempted):
                 assert n.epoch > self.last_epoch, f"epoch {n.epoch} after {self.last_epoch}"
                 self.last_epoch = n.epoch
+            if isinstance(n, CameraMovePlanned) and n.to not in self.held.get(n.camera, ()):
+                # A move decided before a drain may be re-issued, and a camera re-claimed
+                # where it still records; no new one goes to a drained server.
+                assert not self.placement.servers[n.to].drained, f"{n.camera} sent to drained"
             if isinstance(n, CameraPreempted):
                 hypothesis.event("a camera was preempted")
                 assert self.placement.policy.preemption, "preemption while it is off"
@@ -147,7 +158,7 @@ class FailoverCluster(RuleBasedStateMachine):
             n.camera
             for n in notices
             if isinstance(n, CameraPreempted)
-            or (isinstance(n, CameraMovePlanned) and n.reason is MoveReason.FAILBACK)
+            or (isinstance(n, CameraMovePlanned) and n.reason in DELIBERATE)
         }
         for camera, host in settled.items():
             cam = self.placement.cameras[camera]
@@ -326,6 +337,17 @@ class FailoverCluster(RuleBasedStateMachine):
         for event in events:
             self.apply(event)
 
+    @rule(i=which)
+    def administrator_drains(self, i: int) -> None:
+        """Issue 6: maintenance; the server's cameras move away where channels are free."""
+        self.apply(ServerDrained(server=self.server(i)))
+
+    @precondition(lambda self: any(s.drained for s in self.placement.servers.values()))
+    @rule(data=st.data())
+    def administrator_undrains(self, data: st.DataObject) -> None:
+        drained = sorted(sid for sid, s in self.placement.servers.items() if s.drained)
+        self.apply(ServerUndrained(server=data.draw(st.sampled_from(drained))))
+
     @rule(i=which, capacity=st.integers(min_value=0, max_value=5))
     def capacity_changes(self, i: int, capacity: int) -> None:
         self.apply(CapacityChanged(server=self.server(i), capacity=capacity))
@@ -406,10 +428,9 @@ class FailoverCluster(RuleBasedStateMachine):
             if cam.state is CameraState.PENDING and cam.preempted_by is None:
                 assert cam.release_from == [], f"{cam.id} Pending yet releasing"
             if cam.release_from and cam.preempted_by is None:
-                assert cam.target == cam.home, "only a failback releases first (R8)"
+                assert cam.reason in DELIBERATE, "only failback or drain releases first (R8)"
             if cam.release_after:
-                assert cam.target in (None, cam.home), "only a failback hands over (R8)"
-                assert cam.home in (cam.host, cam.target), "a handover goes home"
+                assert cam.reason in DELIBERATE, "only failback or drain hands over (R8)"
         assert sum(self.placement.load(s) for s in self.placement.servers) == channels
 
     @invariant()
