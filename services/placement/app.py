@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from services.placement.state import CameraState, Notice, Placement
@@ -27,6 +28,7 @@ from shared.errors import BusError
 from shared.lease import ReplicatedService, Term
 from shared.messages import (
     Action,
+    AnyEvent,
     Assignment,
     CapacityChanged,
     CapacityRequest,
@@ -43,14 +45,24 @@ from shared.messages import (
     ReleasesConfirmed,
     Reply,
     ServerDrained,
+    ServerFailed,
     ServerUndrained,
 )
-from shared.metrics import CAMERAS_BY_STATE, COMMAND_SECONDS, COMMANDS, REJECTED
+from shared.messages.events import utc_now
+from shared.metrics import (
+    CAMERAS_BY_STATE,
+    COMMAND_SECONDS,
+    COMMANDS,
+    FAILOVER_SECONDS,
+    PENDING_CAMERAS,
+    REJECTED,
+)
 
 log = logging.getLogger(__name__)
 
 CommandKey = tuple[str, Action, tuple[Assignment, ...]]
 MISSES_BEFORE_RECLAIM = 2
+RECENT_FAILURE = timedelta(seconds=60)
 
 
 class PlacementService(ReplicatedService):
@@ -69,6 +81,7 @@ class PlacementService(ReplicatedService):
         self._misses: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unannounced: set[str] = set()
+        self._failovers: dict[str, ServerFailed] = {}
 
     async def lead(self, term: Term) -> None:
         """One term as leader: rebuild everything from JetStream, then decide (R11, R12)."""
@@ -110,6 +123,7 @@ class PlacementService(ReplicatedService):
         self._next_try.clear()
         self._misses.clear()
         self._unannounced.clear()
+        self._failovers.clear()
 
     # ---- state: load, fold, commit ----
 
@@ -136,6 +150,24 @@ class PlacementService(ReplicatedService):
                 self.state.cursor = seq
                 await self._publish(notices, str(seq))
                 await self._commit()
+                self._time_failovers(event)
+
+    def _time_failovers(self, event: AnyEvent | None) -> None:
+        """blaze_failover_seconds: from health's failure report (its event time) until no
+        camera of that failure is still moving. Only failures reported in the last minute
+        are timed, so a replay of old events at a takeover measures nothing."""
+        now = utc_now()
+        if isinstance(event, ServerFailed) and now - event.time < RECENT_FAILURE:
+            self._failovers[event.server] = event
+        for server, failure in list(self._failovers.items()):
+            moving = any(
+                c.moved_from == server and c.state is CameraState.MOVING
+                for c in self.state.cameras.values()
+            )
+            if not moving:
+                seconds = (now - failure.time).total_seconds()
+                FAILOVER_SECONDS.labels(cause=failure.cause.value).observe(seconds)
+                del self._failovers[server]
 
     async def _publish(self, notices: list[Notice], origin: str) -> None:
         assert self._bus is not None
@@ -166,6 +198,7 @@ class PlacementService(ReplicatedService):
             counts[cam.state] += 1
         for s, n in counts.items():
             CAMERAS_BY_STATE.labels(state=s.value).set(n)
+        PENDING_CAMERAS.set(counts[CameraState.PENDING])
         self._wake_sender.set()
 
     # ---- commands to agents ----

@@ -4,6 +4,8 @@ prediction equals what placement then does (R4, R5, R8)."""
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from services.cli.views import whatif_document
 from services.placement.state import Placement
 from shared.messages import DrainCompleted, ServerDrained, ServerUndrained
@@ -23,7 +25,8 @@ CAMERAS = {"a": "rs-1", "b": "rs-1", "c": "rs-1", "d": "rs-2"}
 
 
 def _drained_and_empty(doc: Status) -> bool:
-    return server(doc, "rs-1")["drained"] and server(doc, "rs-1")["hosting"] == 0
+    rs1 = server(doc, "rs-1")
+    return rs1["drained"] is True and rs1["hosting"] == 0
 
 
 async def test_drain_moves_cameras_away_and_undrain_brings_them_home(
@@ -79,6 +82,7 @@ async def test_whatif_predicts_what_placement_then_does(start_cluster: StartClus
     expected |= {p["camera"]: None for p in predicted["pending"]}
     assert len(expected) == 5, predicted
     assert list(expected.values()).count(None) == 2, predicted  # 3 free channels for 5
+    timed = REGISTRY.get_sample_value("blaze_failover_seconds_count", {"cause": "storage"}) or 0
     cluster.fail_storage("rs-1")
     doc = await cluster.wait_status(
         lambda s: server(s, "rs-1")["state"] == "storage_failed" and settled(s, "rs-1"),
@@ -86,3 +90,11 @@ async def test_whatif_predicts_what_placement_then_does(start_cluster: StartClus
         "rs-1 failed, its cameras settled",
     )
     assert {c["id"]: c["host"] for c in cameras_of(doc, "rs-1")} == expected
+
+    # R13 metrics, from placement in this process: the failover was timed, Pending counted.
+    async def timed_failovers() -> float:
+        count = REGISTRY.get_sample_value("blaze_failover_seconds_count", {"cause": "storage"})
+        return count or 0
+
+    await eventually(timed_failovers, lambda n: n == timed + 1, 5, "the failover timed once")
+    assert REGISTRY.get_sample_value("blaze_cameras_pending") == 2
