@@ -449,12 +449,13 @@ class Placement(BaseModel):
         return notices
 
     def _drains_completed(self) -> list[Notice]:
-        """drain_completed, once nothing is on its way off a drained server any more."""
+        """drain_completed, once nothing is on its way off a drained server any more: every
+        camera that left it is claimed by its new host."""
         in_flight: set[str] = set()
         for cam in self.cameras.values():
             in_flight.update(cam.release_from, cam.release_after)
-            if cam.target is not None and cam.host is not None:
-                in_flight.add(cam.host)
+            if cam.target is not None:  # still on its way, from where it recorded
+                in_flight.update(s for s in (cam.host, cam.moved_from) if s is not None)
         notices: list[Notice] = []
         for sid, slot in self.servers.items():
             if slot.drained and not slot.drain_reported and sid not in in_flight:

@@ -84,7 +84,7 @@ class FailbackConfirmed(Event):
 
     type: Literal["failback_confirmed"] = "failback_confirmed"
     server: ServerId
-    by: str = Field("admin", max_length=64)
+    by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
 class CapacityChanged(Event):
@@ -93,7 +93,7 @@ class CapacityChanged(Event):
     type: Literal["capacity_changed"] = "capacity_changed"
     server: ServerId
     capacity: int = Field(ge=0)
-    by: str = Field("admin", max_length=64)
+    by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
 class ServerDrained(Event):
@@ -102,7 +102,7 @@ class ServerDrained(Event):
 
     type: Literal["server_drained"] = "server_drained"
     server: ServerId
-    by: str = Field("admin", max_length=64)
+    by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
 class ServerUndrained(Event):
@@ -110,7 +110,7 @@ class ServerUndrained(Event):
 
     type: Literal["server_undrained"] = "server_undrained"
     server: ServerId
-    by: str = Field("admin", max_length=64)
+    by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
 class DrainCompleted(Event):
@@ -119,7 +119,7 @@ class DrainCompleted(Event):
 
     type: Literal["drain_completed"] = "drain_completed"
     server: ServerId
-    cameras_left: int = Field(ge=0)
+    cameras_left: int = Field(ge=0, description="Cameras still recording on it: no free channel.")
 
 
 class CameraMovePlanned(Event):
@@ -183,7 +183,7 @@ class FailbackCompleted(Event):
 
     type: Literal["failback_completed"] = "failback_completed"
     server: ServerId
-    cameras: int = Field(ge=0)
+    cameras: int = Field(ge=0, description="Its cameras recording at home now.")
 
 
 class ClaimsConfirmed(Event):
