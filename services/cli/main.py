@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -200,16 +202,28 @@ async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
     return await _admin(bus, *_admin_request(args))
 
 
+def operator() -> str:
+    """Who runs this command, for the audit trail of admin events: ``user@host`` (the NATS
+    user once identities exist, issue 7), cut to the 64 characters an event keeps."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:64]
+
+
 def _admin_request(args: argparse.Namespace) -> tuple[str, Message]:
     """The subject and request of an administrator's command."""
+    by = operator()
     if args.command == "failback":
-        return subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server)
+        return subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server, by=by)
     if args.command == "capacity":
-        return subjects.ADMIN_CAPACITY, CapacityRequest(server=args.server, capacity=args.capacity)
+        request = CapacityRequest(server=args.server, capacity=args.capacity, by=by)
+        return subjects.ADMIN_CAPACITY, request
     if args.command == "drain":
-        return subjects.ADMIN_DRAIN, DrainRequest(server=args.server)
+        return subjects.ADMIN_DRAIN, DrainRequest(server=args.server, by=by)
     if args.command == "undrain":
-        return subjects.ADMIN_UNDRAIN, DrainRequest(server=args.server)
+        return subjects.ADMIN_UNDRAIN, DrainRequest(server=args.server, by=by)
     return subjects.SIM_FAULT, FaultRequest(server=args.server, fault=Fault(args.fault))
 
 

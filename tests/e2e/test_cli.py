@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from services.cli.main import operator
 from shared.bus import Bus, NatsServer, free_port
 from tests.integration.cluster import all_home, camera, cameras_of, check_invariants, server
 
@@ -635,6 +636,10 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
         "failback_completed",
         "failback_confirmed",
     } <= types
+    # Issue 6 audit: the administrator's confirmation names who ran the command.
+    confirmed = [e["by"] for e in events if e["type"] == "failback_confirmed"]
+    assert confirmed == [operator()], confirmed
+    assert "@" in confirmed[0]
     moved = [e for e in events if e["type"] == "camera_moved"]
     assert all({"camera", "from", "to"} <= set(e) for e in moved)
     assert ("c21", "rs-2") in {(e["camera"], e["from"]) for e in moved}
