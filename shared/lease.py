@@ -30,6 +30,7 @@ from nats.js import api
 from shared import subjects
 from shared.bus import Bus, is_transient
 from shared.config import ClusterConfig
+from shared.logs import bind_log_context
 from shared.metrics import LEADER_TERMS, LEADING
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,9 @@ class Lease:
         self._revision = current[1]
         return True
 
-    def _set(self, *, leading: bool, renewed_at: float | None = None) -> None:
+    def _set(
+        self, *, leading: bool, renewed_at: float | None = None, released: bool = False
+    ) -> None:
         was = self.state.leading
         self.state.leading = leading
         if renewed_at is not None:
@@ -157,7 +160,9 @@ class Lease:
         if not leading:
             self._revision = None
         if was != leading:
-            if not leading:
+            if released:
+                log.info("%s released the lease of %s", self.holder, self.key)
+            elif not leading:
                 log.warning("%s lost the lease of %s", self.holder, self.key)
             self.changed.set()
 
@@ -182,7 +187,7 @@ class Lease:
         kv = await self._bucket()
         with contextlib.suppress(TimeoutError, nats.errors.Error):
             await kv.delete(self.key, last=self._revision)
-        self._set(leading=False)
+        self._set(leading=False, released=True)
 
 
 def _gone(headers: dict[str, str]) -> bool:
@@ -224,6 +229,7 @@ async def lead_while_elected(lease: Lease, lead: Leader, stop: asyncio.Event) ->
     led before and lost the lease knows nothing it can trust. A transient bus error in
     ``lead`` begins the term again; any other error ends the replica (the process
     exits, its supervisor restarts it)."""
+    LEADING.labels(service=lease.key, replica=lease.holder).set(0)  # a standby shows 0 too
     keeping = asyncio.Event()
     keeper = asyncio.create_task(lease.keep(keeping))
     restarts: list[float] = []
@@ -270,7 +276,7 @@ async def _serve_term(term: Term, lead: Leader, stop: asyncio.Event) -> bool:
     service, holder = term.lease.key, term.lease.holder
     LEADING.labels(service=service, replica=holder).set(1)
     LEADER_TERMS.labels(service=service).inc()
-    log.info("%s leads %s under epoch %d", holder, service, term.epoch)
+    log.info("%s leads %s under epoch %d", holder, service, term.epoch, extra={"epoch": term.epoch})
     task = asyncio.create_task(lead(term))
     task.add_done_callback(_retrieve)  # read even if this replica is cancelled meanwhile
     try:
@@ -329,7 +335,8 @@ class ReplicatedService:
 
     Subclasses name the service (``SERVICE``, also its lease key), describe it for
     ``nats micro`` and implement ``lead(term)``, which runs for as long as the term
-    lasts and must rebuild its state from JetStream each time."""
+    lasts and must rebuild its state from JetStream each time. They may override
+    ``counters()``: the key counters its ``status`` endpoint and ``$SRV.STATS`` show."""
 
     SERVICE: ClassVar[str]
     DESCRIPTION: ClassVar[str]
@@ -339,6 +346,8 @@ class ReplicatedService:
         self.nats_url = nats_url
         self.replica = replica or self.SERVICE
         self.term: Term | None = None
+        self.terms = 0
+        """Terms this replica began as leader since it started."""
         self._bus: Bus | None = None
 
     @property
@@ -346,12 +355,36 @@ class ReplicatedService:
         """True while this replica leads under its current term (check before acting)."""
         return self.term is not None and self.term.valid
 
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` endpoint answers (R13): who, whether it leads, counters."""
+        term = self.term
+        leading = term is not None and term.valid
+        return {
+            "service": self.SERVICE,
+            "replica": self.replica,
+            "leading": leading,
+            "epoch": term.epoch if term is not None and leading else None,
+            "terms": self.terms,
+            "counters": self.counters(),
+        }
+
+    def counters(self) -> dict[str, Any]:
+        """This replica's key counters (numbers, or small dicts of them), for ``status``."""
+        return {}
+
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, stand by, and lead whenever this replica holds the lease, until ``stop``."""
+        bind_log_context(service=self.SERVICE, replica=self.replica)
         self._bus = bus = await Bus.connect(self.nats_url, f"{self.SERVICE}-{self.replica}")
         try:
             await bus.ensure_streams()
-            await bus.announce(f"blaze-{self.SERVICE}", self.DESCRIPTION, replica=self.replica)
+            await bus.announce(
+                f"blaze-{self.SERVICE}",
+                self.DESCRIPTION,
+                instance=self.replica,
+                status=self.status,
+                replica=self.replica,
+            )
             lease = Lease(bus, self.SERVICE, self.replica, self.config.timing.lease_ttl)
             await lead_while_elected(lease, self._serve, stop)
         finally:
@@ -359,6 +392,7 @@ class ReplicatedService:
 
     async def _serve(self, term: Term) -> None:
         self.term = term
+        self.terms += 1
         try:
             await self.lead(term)
         finally:

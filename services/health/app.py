@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from typing import Any
 
 from services.health.detector import Decision, Detector, HealthEvent, Probe
 from shared import subjects
@@ -24,8 +25,17 @@ from shared.messages import (
     ProbeRequest,
     Reply,
     ServerFailed,
+    ServerRecovered,
 )
-from shared.metrics import HEARTBEATS_RECEIVED, PROBES, REJECTED, SERVERS_FAILED
+from shared.metrics import (
+    FAILBACKS,
+    FAILOVERS,
+    HEARTBEATS_RECEIVED,
+    HEARTBEATS_REJECTED,
+    PROBES,
+    REJECTED,
+    SERVERS_BY_STATE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,11 @@ class HealthService(ReplicatedService):
         self._published: Counter[str] = Counter()
         self._publish_lock = asyncio.Lock()
         self._probes: set[asyncio.Task[None]] = set()
+        # This replica's own counts since it started, for its ``status`` (R13).
+        self.heartbeats_received = 0
+        self.heartbeats_rejected: Counter[str] = Counter()
+        self.failovers: Counter[str] = Counter()
+        self.failbacks: Counter[str] = Counter()
 
     def _new_detector(self) -> Detector:
         t = self.config.timing
@@ -73,6 +88,7 @@ class HealthService(ReplicatedService):
             log.info("health watching %d servers (epoch %d)", watched, term.epoch)
             await self._tick_loop()
         finally:
+            SERVERS_BY_STATE.clear()  # only a leader knows; a standby reports nothing
             await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._probes)
 
@@ -95,15 +111,46 @@ class HealthService(ReplicatedService):
     async def _on_heartbeat(self, subject: str, hb: Heartbeat) -> None:
         if subjects.server_of_heartbeat(subject) != hb.server:
             REJECTED.labels(subject="blaze.hb", reason="spoofed").inc()
+            self._reject_heartbeat("spoofed")
+            return
+        refusal = self.detector.refusal(hb)
+        if refusal is not None:
+            self._reject_heartbeat(refusal)
             return
         HEARTBEATS_RECEIVED.inc()
+        self.heartbeats_received += 1
         await self._carry_out(self.detector.heartbeat(hb, time.monotonic()))
+
+    def _reject_heartbeat(self, reason: str) -> None:
+        HEARTBEATS_REJECTED.labels(reason=reason).inc()
+        self.heartbeats_rejected[reason] += 1
 
     async def _tick_loop(self) -> None:
         period = min(0.1, self.config.timing.heartbeat_interval / 5)
         while True:
             await self._carry_out(self.detector.tick(time.monotonic()))
+            self._count_servers()
             await asyncio.sleep(period)
+
+    def _count_servers(self) -> None:
+        """``blaze_servers{state}``: level-triggered, every tick."""
+        for state, n in self.detector.count_by_liveness().items():
+            SERVERS_BY_STATE.labels(state=state.value).set(n)
+
+    def counters(self) -> dict[str, Any]:
+        """Heartbeats, failovers and failbacks this replica handled; servers by state."""
+        leading = self.leading
+        return {
+            "heartbeats_received": self.heartbeats_received,
+            "heartbeats_rejected": dict(self.heartbeats_rejected),
+            "failovers": dict(self.failovers),
+            "failbacks": dict(self.failbacks),
+            "servers": (
+                {k.value: n for k, n in self.detector.count_by_liveness().items()}
+                if leading
+                else {}
+            ),
+        }
 
     async def _carry_out(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -167,10 +214,20 @@ class HealthService(ReplicatedService):
                 ", ".join(event.servers),
             )
         elif isinstance(event, ServerFailed):
-            SERVERS_FAILED.labels(cause=event.cause).inc()
-            log.warning("server %s failed (%s): %s", event.server, event.cause, event.detail)
+            FAILOVERS.labels(cause=event.cause.value).inc()
+            self.failovers[event.cause.value] += 1
+            log.warning(
+                "server %s failed (%s): %s",
+                event.server,
+                event.cause,
+                event.detail,
+                extra={"server": event.server, "cause": event.cause.value},
+            )
         else:
-            log.info("%s %s", event.type, event.server)
+            if isinstance(event, ServerRecovered):
+                FAILBACKS.labels(cause=event.cause.value).inc()
+                self.failbacks[event.cause.value] += 1
+            log.info("%s %s", event.type, event.server, extra={"server": event.server})
         return True
 
     async def _on_failback(self, request: FailbackRequest) -> Message:
@@ -180,7 +237,9 @@ class HealthService(ReplicatedService):
         try:
             events = self.detector.confirm_failback(request.server, time.monotonic(), request.by)
         except ValueError as exc:
-            log.info("failback of %s refused: %s", request.server, exc)
+            log.info(
+                "failback of %s refused: %s", request.server, exc, extra={"server": request.server}
+            )
             return Reply(ok=False, reason=str(exc))
         for event in events:
             if not await self._publish(event):

@@ -108,6 +108,13 @@ class Detector:
             if state is Liveness.STORAGE_FAILED:
                 self.servers[server].storage_ok = False
 
+    def refusal(self, hb: Heartbeat) -> str | None:
+        """Why ``heartbeat`` would ignore ``hb`` (``unknown_server``, ``stale``), or None."""
+        view = self.servers.get(hb.server)
+        if view is None:
+            return "unknown_server"
+        return None if _is_newer(view, hb) else "stale"
+
     def heartbeat(self, hb: Heartbeat, now: float) -> list[Decision]:
         """Fold one heartbeat in. Stale or replayed heartbeats change nothing."""
         view = self.servers.get(hb.server)
@@ -249,6 +256,13 @@ class Detector:
             FailbackConfirmed(server=server, by=by),
             ServerRecovered(server=server, cause=FailureCause.STORAGE),
         ]
+
+    def count_by_liveness(self) -> dict[Liveness, int]:
+        """How many watched servers are in each state (every state, 0 included)."""
+        counts = dict.fromkeys(Liveness, 0)
+        for view in self.servers.values():
+            counts[view.liveness] += 1
+        return counts
 
     def liveness(self, server: str) -> Liveness | None:
         """The current view of one server, or None if it is not watched."""

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.heartbeat.footage import FootageStore
 from services.heartbeat.ledger import EpochLedger
@@ -18,6 +20,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.config import SyncSettings, Timing
 from shared.errors import ClusterUnreachableError
+from shared.logs import bind_log_context
 from shared.messages import (
     Action,
     Assignment,
@@ -68,15 +71,31 @@ class Agent:
         self._ledger: EpochLedger | None = None
         self._bus: Bus | None = None
         self._command_lock = asyncio.Lock()
+        self.counts: Counter[str] = Counter(claims=0, releases=0, refused=0)
+        """Cameras claimed, released and refused since this agent started (its ``status``)."""
 
     @property
     def placement_fence(self) -> int:
         """The newest placement leader epoch this agent has seen (0 before any)."""
         return self._ledger.fence("placement") if self._ledger is not None else 0
 
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` endpoint answers (R13): this server, its load and counters."""
+        return {
+            "server": self.settings.server_id,
+            "boot_id": self.boot_id,
+            "capacity": self.capacity,
+            "hosting": len(self.recorder.recording()),
+            "storage_ok": self.storage.ok,
+            "storage_error": self.storage.error,
+            "placement_epoch_seen": self.placement_fence,
+            "counters": {"heartbeats_sent": self.sequence, **self.counts},
+        }
+
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeat, probe storage and answer commands until ``stop``."""
         s = self.settings
+        bind_log_context(server=s.server_id)
         try:
             s.recording_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -103,7 +122,13 @@ class Agent:
             subjects.command(s.server_id), Command, self._on_command, self._command_error
         )
         await self.footage.serve(bus)
-        await bus.announce("blaze-agent", "recording server agent", server=s.server_id)
+        await bus.announce(
+            "blaze-agent",
+            "recording server agent: heartbeats, storage probe, claim/release (R1-R3)",
+            instance=s.server_id,
+            status=self.status,
+            server=s.server_id,
+        )
         log.info("agent %s up (boot %s)", s.server_id, self.boot_id)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._heartbeat_loop(stop))
@@ -188,6 +213,7 @@ class Agent:
                 if a.epoch < self._ledger.seen(a.camera)
             ]
             await self._ledger.record({a.camera: a.epoch for a in fresh})
+            before = self.recorder.recording()
             for a in fresh:
                 if command.action is Action.CLAIM:
                     await self.recorder.start(a.camera, a.epoch)
@@ -195,8 +221,23 @@ class Agent:
                     await self.recorder.stop(a.camera)
             if command.first_segment and command.action is Action.CLAIM:
                 fresh = await self._first_segments_written(fresh)
+        claim = command.action is Action.CLAIM
+        # A repeated command (placement re-sends until confirmed) changes nothing: not logged.
+        changed = [
+            a for a in fresh if (before.get(a.camera) != a.epoch if claim else a.camera in before)
+        ]
+        for a in changed:
+            ids = {"camera": a.camera, "epoch": a.epoch}
+            log.info("%s %s under epoch %d", command.action, a.camera, a.epoch, extra=ids)
+        self.counts[f"{command.action}s"] += len(changed)
+        self.counts["refused"] += len(refused)
         if refused:
-            log.warning("refused %d stale %s assignments", len(refused), command.action)
+            log.warning(
+                "refused %d stale %s assignments",
+                len(refused),
+                command.action,
+                extra={"cameras": [r.camera for r in refused][:20]},
+            )
         return CommandResult(
             server=self.settings.server_id,
             action=command.action,
@@ -230,7 +271,9 @@ class Agent:
                 command.action,
                 command.fence,
                 fence,
+                extra={"epoch": command.fence},
             )
+            self.counts["refused"] += len(command.cameras)
             refused = self._refuse_all(
                 command, f"from a deposed placement leader (epoch {command.fence} < {fence})"
             )

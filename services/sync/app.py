@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -72,6 +72,9 @@ class SyncService(ReplicatedService):
     def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
         super().__init__(config, nats_url, replica)
         self.settings = config.sync
+        # Footage this replica brought home since it started, for its ``status`` (R13).
+        self.segments_moved = 0
+        self.bytes_moved = 0
         self._forget()
 
     def _forget(self) -> None:
@@ -93,6 +96,20 @@ class SyncService(ReplicatedService):
             await self._fold_loop(self._bus)
         finally:
             await cancel_all(self._runners.values())
+            SYNC_JOBS.clear()  # only a leader knows; a standby reports nothing
+            SYNC_LAG_SECONDS.clear()
+
+    def counters(self) -> dict[str, Any]:
+        """Footage moved by this replica; while it leads, its jobs by state."""
+        jobs = {}
+        if self.leading:
+            jobs = {state.value: n for state, n in self._jobs_by_state().items()}
+        return {
+            "segments_moved": self.segments_moved,
+            "bytes_moved": self.bytes_moved,
+            "jobs": jobs,
+            "homes_syncing": sorted(h for h, r in self._runners.items() if not r.done()),
+        }
 
     # ---- the log and the jobs ----
 
@@ -269,7 +286,13 @@ class SyncService(ReplicatedService):
     async def _run_job(self, job: SyncJob) -> None:
         started = time.monotonic()
         held = await self._list(job)
-        log.info("%s: %d segments to bring home from %s", job.key, len(held), job.source)
+        log.info(
+            "%s: %d segments to bring home from %s",
+            job.key,
+            len(held),
+            job.source,
+            extra=_ids(job),
+        )
         job = await self._resume(job, held)
         job, refetched = await self._move_segments(job, held)
         job = job.model_copy(update={"state": JobState.COMPLETED, "reason": ""})
@@ -339,6 +362,8 @@ class SyncService(ReplicatedService):
             if not fetched.already:
                 SYNC_SEGMENTS.labels(server=job.home).inc()
                 SYNC_BYTES.labels(server=job.home).inc(segment.size)
+                self.segments_moved += 1
+                self.bytes_moved += segment.size
             self.jobs[job.key] = job.model_copy(
                 update={"segments_done": done, "bytes_done": moved_bytes}
             )
@@ -378,7 +403,7 @@ class SyncService(ReplicatedService):
         )
 
     async def _failed(self, job: SyncJob, reason: str, *, paused: bool) -> None:
-        log.warning("sync of %s from %s: %s", job.camera, job.source, reason)
+        log.warning("sync of %s from %s: %s", job.camera, job.source, reason, extra=_ids(job))
         await self._publish(
             SyncFailed(**about(job), reason=reason[:500], paused=paused),
             f"sync-failed-{uuid.uuid4().hex}",
@@ -408,12 +433,20 @@ class SyncService(ReplicatedService):
         SYNC_LAG_SECONDS.labels(server=home).set(max(0.0, lag))
         return True
 
-    def _count(self) -> None:
+    def _jobs_by_state(self) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
         for job in self.jobs.values():
             counts[job.state] += 1
-        for state, n in counts.items():
+        return counts
+
+    def _count(self) -> None:
+        for state, n in self._jobs_by_state().items():
             SYNC_JOBS.labels(state=state.value).set(n)
+
+
+def _ids(job: SyncJob) -> dict[str, object]:
+    """The log ids of a job: its home server, camera, failover host and epoch."""
+    return {"server": job.home, "camera": job.camera, "source": job.source, "epoch": job.epoch}
 
 
 def _report_end(runner: asyncio.Task[None]) -> None:

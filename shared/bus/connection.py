@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
-import nats.micro
 from nats.aio.msg import Msg
 from nats.js import api
 from pydantic import BaseModel, ValidationError
 
-from shared import __version__, subjects
+from shared import subjects
+from shared.bus.micro import StatusSource, add_status_service
 from shared.errors import (
     BlazeError,
     ClusterUnreachableError,
@@ -35,7 +35,7 @@ from shared.errors import (
 )
 from shared.logs import OncePerInterval
 from shared.messages import MAX_MESSAGE_BYTES, AnyEvent, Message, encode, parse_event
-from shared.metrics import EVENTS_PUBLISHED, REJECTED
+from shared.metrics import EVENTS_PUBLISHED, READINESS, REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Bus:
         self._buckets: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._service: Any = None
+        self._readiness_key = ""
         self.stream_replicas = 1
         """Replicas of the event stream and the buckets (R12): one per NATS node, up to 3."""
 
@@ -144,20 +145,38 @@ class Bus:
         bus.stream_replicas = stream_replicas(url)
         return bus
 
-    async def announce(self, name: str, description: str, **metadata: str) -> None:
-        """Register as a NATS micro service, so ``nats micro ls`` lists it (R13)."""
-        self._service = await nats.micro.add_service(
+    async def announce(
+        self,
+        name: str,
+        description: str,
+        *,
+        instance: str | None = None,
+        status: StatusSource | None = None,
+        **metadata: str,
+    ) -> None:
+        """Register as the NATS micro service ``name`` (``blaze-<kind>``), so ``nats micro
+        ls|info|stats`` describe it, with a ``status`` endpoint answering ``status()``
+        for ``instance`` (a replica or server; default: the connection's name) (R13).
+
+        From now on the process counts as ready (``/readyz``) while connected."""
+        kind = name.removeprefix("blaze-")
+        self._service = await add_status_service(
             self.nc,
             name=name,
-            version=__version__,
             description=description,
-            metadata=metadata or None,
+            kind=kind,
+            instance=instance or self.name,
+            status=status or dict,
+            metadata=metadata,
         )
+        self._readiness_key = f"{name}:{self._service.id}"
+        READINESS.add(self._readiness_key, lambda: bool(self.nc.is_connected))
 
     async def close(self) -> None:
         """Drain and close; safe to call twice."""
         for task in self._tasks:
             task.cancel()
+        READINESS.remove(self._readiness_key)
         if self.nc.is_closed:
             return
         # Each step is bounded: on a connection that was black-holed a moment ago,

@@ -442,3 +442,29 @@ def test_r7_a_restored_storage_failed_view_still_needs_the_confirmation() -> Non
     for t in range(51, 80):
         assert not any(isinstance(x, ServerRecovered) for x in d.heartbeat(hb(t), float(t)))
     assert kinds(d.confirm_failback(RS1, 80.0)) == ["failback_confirmed", "server_recovered"]
+
+
+def test_r13_refusal_names_why_a_heartbeat_is_ignored_and_agrees_with_heartbeat() -> None:
+    """``refusal`` (counted in blaze_heartbeats_rejected_total) says unknown_server or
+    stale exactly when ``heartbeat`` ignores the heartbeat."""
+    d = watched()
+    assert d.refusal(hb(1, server="rs-9")) == "unknown_server"
+    assert d.refusal(hb(1)) is None
+    d.heartbeat(hb(1), 1.0)
+    assert d.refusal(hb(1)) == "stale"  # replayed
+    assert d.refusal(hb(0)) == "stale"  # older
+    assert d.refusal(hb(0, boot="boot-b")) is None  # a new boot starts afresh
+    assert d.heartbeat(hb(1, storage_ok=False), 2.0) == []  # ignored: stale
+    assert kinds(d.heartbeat(hb(2, storage_ok=False, error="gone"), 2.0)) == ["server_failed"]
+
+
+def test_r13_count_by_liveness_counts_every_state_including_empty_ones() -> None:
+    d = watched("rs-1", "rs-2", "rs-3")
+    d.heartbeat(hb(0, server="rs-2", storage_ok=False, error="gone"), 1.0)
+    assert d.tick(TIMEOUT) == [Probe("rs-1"), Probe("rs-3")]
+    assert d.count_by_liveness() == {
+        Liveness.UP: 0,
+        Liveness.PROBING: 2,
+        Liveness.NETWORK_FAILED: 0,
+        Liveness.STORAGE_FAILED: 1,
+    }
