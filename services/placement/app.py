@@ -114,6 +114,21 @@ class PlacementService(ReplicatedService):
         finally:
             await bus.unsubscribe_all(subscriptions)
             await cancel_all(self._tasks)
+            CAMERAS_BY_STATE.clear()  # only a leader knows; a standby reports nothing
+            PENDING_CAMERAS.set(0)
+
+    def counters(self) -> dict[str, Any]:
+        """Cameras by state, Pending, drained servers and the log position (leader only)."""
+        if not self.leading:
+            return {}
+        cameras = self.state.cameras.values()
+        return {
+            "cameras": {s.value: sum(1 for c in cameras if c.state is s) for s in CameraState},
+            "servers": len(self.state.servers),
+            "drained": sorted(sid for sid, s in self.state.servers.items() if s.drained),
+            "log_position": self.state.cursor,
+            "next_epoch": self.state.next_epoch,
+        }
 
     def _forget(self) -> None:
         """Nothing from an earlier term is trusted: the state comes from KV again."""

@@ -167,9 +167,12 @@ async def test_r13_status_endpoints_say_who_leads_and_what_each_instance_counts(
     assert leader["epoch"] > 0
     assert leader["terms"] >= 1
     assert leader["uptime_s"] > 0
+    assert leader["counters"]["cameras"]["home"] == len(SERVERS)
+    assert leader["counters"]["log_position"] > 0
     standby = await request_json(outsider, status_subject("placement", "placement-b"))
     assert standby["leading"] is False
     assert standby["epoch"] is None
+    assert standby["counters"] == {}
 
     health = await eventually(
         lambda: request_json(outsider, status_subject("health", "health")),
