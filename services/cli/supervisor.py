@@ -1,7 +1,8 @@
 """``blaze up``: the embedded default. One nats-server, every service as its own process,
-one simulated recording server per ``[[server]]``, each behind a relay that can black-hole it.
+one simulated recording server per ``[[server]]``, each behind a relay that can black-hole it,
+and the web console on a loopback port printed at start.
 With ``--ha``: three clustered nats-server nodes (R3 streams and buckets) and two
-replicas of each service, one of which leads (R12).
+replicas of each service, one of which leads (R12); still one console.
 
 A process that dies is restarted (as a container runtime would) and the restart
 is logged; an agent stopped with ``blaze sim kill`` stays down until ``sim start``.
@@ -70,6 +71,7 @@ class Supervisor:
         self.nats: NatsServer | NatsCluster | None = None
         self.relays: dict[str, RelayGroup] = {}
         self.processes: dict[str, ManagedProcess] = {}
+        self.console_port = 0
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -129,12 +131,27 @@ class Supervisor:
                 self.relays[server.id].url,
             ]
             self._add(f"agent-{server.id}", [*argv, *common])
+        # Stateless: one console, in HA too. Its port is kept across its restarts, so the
+        # URL printed at start stays good.
+        self.console_port = self._free_port()
+        argv = ["services.console", "--nats", self.nats.url, "--port", str(self.console_port)]
+        self._add("console", [*argv, *common])
 
-    def _add(self, name: str, module_argv: list[str]) -> None:
-        taken = {p.metrics_port for p in self.processes.values()}
+    @property
+    def console_url(self) -> str:
+        """Where the web console is."""
+        return f"http://127.0.0.1:{self.console_port}/"
+
+    def _free_port(self) -> int:
+        """A free loopback port that no process of ours has been given yet."""
+        taken = {p.metrics_port for p in self.processes.values()} | {self.console_port}
         port = free_port()
         while port in taken:  # the OS may hand the same free port out twice
             port = free_port()
+        return port
+
+    def _add(self, name: str, module_argv: list[str]) -> None:
+        port = self._free_port()
         argv = [sys.executable, "-m", *module_argv, "--metrics-port", str(port)]
         log_path = self.data_dir / "logs" / f"{name}.log"
         self.processes[name] = ManagedProcess(name, argv, log_path, port)
@@ -247,6 +264,7 @@ class Supervisor:
                 "nats_url": self.nats.url,
                 "monitor_url": self.nats.monitor_url,
                 "supervisor_pid": os.getpid(),
+                "console_url": self.console_url,
                 "config": str(self.config_path) if self.config_path else None,
             },
         )
@@ -273,6 +291,7 @@ class Supervisor:
             f"blaze up: {len(self.config.servers)} servers, {len(self.config.cameras)} cameras, "
             f"{replicas}\n"
             f"  NATS        {nodes}{self.nats.url} (monitoring {self.nats.monitor_url})\n"
+            f"  console     {self.console_url}\n"
             f"  data        {self.data_dir} (logs in {self.data_dir / 'logs'})\n"
             f"  try         blaze status --data {self.data_dir}\n"
             "  stop        Ctrl-C",
