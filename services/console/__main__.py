@@ -24,13 +24,27 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the page is reached by, besides loopback and --host (repeatable; "
+        "other Host headers are refused, against DNS rebinding)",
+    )
     return parser
 
 
 def build(args: argparse.Namespace, _: ClusterConfig) -> ConsoleService:
     """The console of the cluster at ``--nats``; ``--data`` is where ``blaze up`` lists
     its processes."""
-    return ConsoleService(args.nats, host=args.host, port=args.port, data_dir=args.data)
+    return ConsoleService(
+        args.nats,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data,
+        allowed_hosts=tuple(args.allow_host),
+    )
 
 
 def main() -> int:

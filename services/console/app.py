@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ ADMIN_HEADER = "X-Blaze-Console"
 which the console never grants, so a foreign page cannot confirm a failback."""
 
 NO_STATE = "no placement state yet (is the placement service running?)"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+PROBES = ("/healthz", "/readyz")
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,15 @@ class ConsoleService:
         host: str = "127.0.0.1",
         port: int = 8080,
         data_dir: Path | None = None,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.nats_url = nats_url
         self.host = host
         self.port = port
         self.data_dir = data_dir
+        self.allowed_hosts = frozenset({*LOOPBACK_NAMES, host, *allowed_hosts}) - {"0.0.0.0"}  # noqa: S104
+        self._whatif: dict[tuple[int, str], dict[str, Any]] = {}
+        self._whatif_lock = asyncio.Lock()
         self.feed = Feed()
         self._bus: Bus | None = None
         self._snapshot: StatusSnapshot | None = None
@@ -143,7 +150,7 @@ class ConsoleService:
 
     def application(self) -> web.Application:
         """The routes (a fresh application each time: aiohttp freezes one when it runs)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._known_hosts_only])
         app.add_routes(
             [
                 web.get("/", self._index),
@@ -158,6 +165,18 @@ class ConsoleService:
             ]
         )
         return app
+
+    @web.middleware
+    async def _known_hosts_only(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Only requests addressed to the console by a name it knows: a page that rebinds
+        its own DNS name to this address (DNS rebinding) gets nothing and can confirm
+        nothing. Probes (which name the pod's address) pass."""
+        if request.path in PROBES or request.url.host in self.allowed_hosts:
+            return await handler(request)
+        reason = f"unknown host {request.host!r}: add it with --allow-host"
+        return _json({"error": reason}, status=421)
 
     # ---- following the cluster ----
 
@@ -270,10 +289,21 @@ class ConsoleService:
             return _json({"error": self._status_error}, status=503)
         server = request.match_info["server"]
         try:
-            doc = await asyncio.to_thread(views.whatif_document, snapshot.state, server)
+            doc = await self._whatif_of(snapshot, server)
         except RequestRefusedError as exc:
             return _json({"error": exc.reason}, status=404)
         return _json({**doc, "revision": snapshot.revision})
+
+    async def _whatif_of(self, snapshot: StatusSnapshot, server: str) -> dict[str, Any]:
+        """One what-if per state revision and server, one at a time: many open pages
+        asking after every change cost one planner run, not one each."""
+        key = (snapshot.revision, server)
+        async with self._whatif_lock:
+            if key not in self._whatif:
+                doc = await asyncio.to_thread(views.whatif_document, snapshot.state, server)
+                self._whatif = {k: v for k, v in self._whatif.items() if k[0] == key[0]}
+                self._whatif[key] = doc
+            return self._whatif[key]
 
     async def _get_sync(self, _: web.Request) -> web.StreamResponse:
         try:

@@ -356,6 +356,8 @@ class Placement(BaseModel):
                     reason=cam.reason,
                 )
             )
+        if self.servers.get(server, ServerSlot(id="", capacity=0)).drained:
+            notices += self._move_off_drained()  # it was on its way there when drained
         return notices + self._failbacks_completed()
 
     def _releases_confirmed(self, server: str, done: Iterable[Assignment]) -> list[Notice]:
@@ -402,8 +404,15 @@ class Placement(BaseModel):
         if slot is None or not slot.drained:
             return []
         slot.drained = False
-        notices = self._bring_home(server) if slot.state is ServerState.ONLINE else []
-        return notices + self._place_pending()
+        if slot.state not in ACCEPTS_CAMERAS:
+            return []  # failed: its failback brings the cameras home
+        leaving = [
+            c
+            for c in self.cameras.values()
+            if c.home == server and c.host == server and c.target not in (None, server)
+        ]  # on their way off it: they stay, claimed there again under a newer epoch
+        notices = [self._move_deliberately(c, server, MoveReason.FAILBACK) for c in leaving]
+        return notices + self._bring_home(server) + self._place_pending()
 
     def _capacity_changed(self, server: str, capacity: int) -> list[Notice]:
         slot = self.servers.get(server)
@@ -454,8 +463,8 @@ class Placement(BaseModel):
         in_flight: set[str] = set()
         for cam in self.cameras.values():
             in_flight.update(cam.release_from, cam.release_after)
-            if cam.target is not None:  # still on its way, from where it recorded
-                in_flight.update(s for s in (cam.host, cam.moved_from) if s is not None)
+            if cam.target is not None:  # still on its way: from where it recorded, to where
+                in_flight.update(s for s in (cam.host, cam.moved_from, cam.target) if s)
         notices: list[Notice] = []
         for sid, slot in self.servers.items():
             if slot.drained and not slot.drain_reported and sid not in in_flight:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter
 
 from shared.messages.base import CameraId, Epoch, Message, ServerId
 from shared.messages.commands import Assignment, Refusal
@@ -44,7 +44,10 @@ class Event(Message):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, strict=True)
 
-    time: datetime = Field(default_factory=utc_now, description="When it was decided (UTC).")
+    time: AwareDatetime = Field(
+        default_factory=utc_now,
+        description="When it was decided (UTC; a time without a zone is refused).",
+    )
 
 
 class ServerFailed(Event):

@@ -419,6 +419,13 @@ async def test_console_api_answers_as_the_command_line_does(
                 {"ok": False, "reason": "unknown server 'rs-9'"},
             )
             assert (await confirm("rs.1", **{ADMIN_HEADER: "1"}))[0] == 400
+            # DNS rebinding: a page of another name pointed at this address gets nothing.
+            rebound = {ADMIN_HEADER: "1", "Host": "attacker.example"}
+            assert (await confirm("rs-1", **rebound))[0] == 421
+            async with http.get("/api/status", headers={"Host": "attacker.example"}) as r:
+                assert r.status == 421
+            async with http.get("/readyz", headers={"Host": "10.0.0.7:8080"}) as r:
+                assert r.status == 200, "probes name the pod's address and must pass"
 
             # What-if: the planner's answer, as blaze whatif --json gives it.
             state = Placement.model_validate_json(snapshot[0])

@@ -4,11 +4,12 @@ cameras home (R4, R5, R8)."""
 
 from __future__ import annotations
 
-from services.placement.state import CameraState, Placement
+from services.placement.state import CameraState, Placement, ServerState
 from shared.config import FailbackMode, PlacementPolicy
 from shared.messages import (
     Action,
     CameraMovePlanned,
+    ClaimsConfirmed,
     DrainCompleted,
     FailureCause,
     MoveReason,
@@ -17,7 +18,7 @@ from shared.messages import (
     ServerRecovered,
     ServerUndrained,
 )
-from tests.unit.agents import cluster, settle
+from tests.unit.agents import carry_out, cluster, settle
 
 
 def drained_cluster(
@@ -130,3 +131,38 @@ def test_draining_twice_or_undraining_a_server_in_service_changes_nothing() -> N
     state.apply(ServerDrained(server="rs-1"))
     assert state.apply(ServerDrained(server="rs-1")) == []
     assert state.apply(ServerDrained(server="rs-9")) == []
+
+
+def test_a_camera_on_its_way_to_a_drained_server_moves_off_once_it_lands() -> None:
+    """Issue 6 (review): rs-1's cameras were going home (failback) when rs-1 was drained;
+    drain_completed waits, and each camera moves off as soon as its claim lands."""
+    state = drained_cluster(capacities=(4, 3, 4))
+    state.apply(ServerFailed(server="rs-1", cause=FailureCause.NETWORK))
+    settle(state)
+    state.apply(ServerRecovered(server="rs-1", cause=FailureCause.NETWORK))
+    assert {state.cameras[c].target for c in "abc"} == {"rs-1"}
+    early = state.apply(ServerDrained(server="rs-1"))
+    assert not [n for n in early if isinstance(n, DrainCompleted)], "completed while in flight"
+    done = settle(state)
+    assert state.load("rs-1") == 0
+    assert [n.cameras_left for n in done if isinstance(n, DrainCompleted)] == [0]
+
+
+def test_undrain_while_failing_back_still_brings_cameras_home() -> None:
+    """Issue 6 (review): rs-1 fails back, is drained mid-way (a lands and moves off again),
+    and is undrained while b and c are still on their way home: a comes home too."""
+    state = drained_cluster(capacities=(4, 3, 4))
+    state.apply(ServerFailed(server="rs-1", cause=FailureCause.NETWORK))
+    settle(state)
+    state.apply(ServerRecovered(server="rs-1", cause=FailureCause.NETWORK))
+    state.apply(ServerDrained(server="rs-1"))
+    for command in state.outstanding_commands():  # the hosts release all three
+        carry_out(state, [command], [])
+    (claim,) = state.outstanding_commands()
+    first = next(a for a in claim.cameras if a.camera == "a")
+    state.apply(ClaimsConfirmed(server="rs-1", cameras=(first,)))
+    assert state.cameras["a"].target not in (None, "rs-1"), "a lands and moves off"
+    assert state.servers["rs-1"].state is ServerState.FAILING_BACK
+    state.apply(ServerUndrained(server="rs-1"))
+    settle(state)
+    assert {state.cameras[c].host for c in "abc"} == {"rs-1"}
