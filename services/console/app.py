@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -124,7 +125,10 @@ class ConsoleService:
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=SHUTDOWN_S)
         try:
             await bus.announce(
-                "blaze-console", "the operator's web console (R13)", status=self._micro_status
+                "blaze-console",
+                "the operator's web console (R13)",
+                instance=socket.gethostname(),  # several consoles each answer for themselves
+                status=self._micro_status,
             )
             await runner.setup()
             await web.TCPSite(runner, self.host, self.port).start()
