@@ -254,14 +254,20 @@ class Placement(BaseModel):
         the copy shows where each camera would end up, the notices why."""
         after = self.model_copy(deep=True)
         notices = after.apply(ServerFailed(server=server, cause=FailureCause.STORAGE))
-        for _ in range(ROUNDS_TO_SETTLE):
-            commands = after.outstanding_commands()
+        return after, notices + after.agents_comply()
+
+    def agents_comply(self, rounds: int = ROUNDS_TO_SETTLE) -> list[Notice]:
+        """Fold in every agent carrying out every outstanding command, round after round
+        (a release, then the claim it frees), as a what-if assumes they will."""
+        notices: list[Notice] = []
+        for _ in range(rounds):
+            commands = self.outstanding_commands()
             if not commands:
                 break
             for c in commands:
                 done_type = ClaimsConfirmed if c.action is Action.CLAIM else ReleasesConfirmed
-                notices += after.apply(done_type(server=c.server, cameras=c.cameras))
-        return after, notices
+                notices += self.apply(done_type(server=c.server, cameras=c.cameras))
+        return notices
 
     # ---- the fold ----
 

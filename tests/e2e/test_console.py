@@ -36,7 +36,7 @@ from services.placement.state import Placement
 from shared import subjects
 from shared.bus import Bus, NatsServer, free_port
 from shared.config import load_config
-from shared.messages import Action, ClaimsConfirmed, FailureCause, ReleasesConfirmed, ServerFailed
+from shared.messages import FailureCause, ServerFailed
 from tests.e2e.test_cli import BlazeUp
 from tests.helpers import eventually
 from tests.integration.cluster import Status, TestCluster, all_home, make_config, server
@@ -271,22 +271,11 @@ def big_config(path: Path) -> Path:
     return path
 
 
-def carry_out(state: Placement, rounds: int = 4) -> None:
-    """Every agent does what it is told, as placement's what-if assumes."""
-    for _ in range(rounds):
-        commands = state.outstanding_commands()
-        if not commands:
-            return
-        for c in commands:
-            done = ClaimsConfirmed if c.action is Action.CLAIM else ReleasesConfirmed
-            state.apply(done(server=c.server, cameras=c.cameras))
-
-
 def big_state(config_path: Path) -> tuple[Placement, list[ServerFailed]]:
     """The real fold: everything home, then two storage failures carried out, one of the
     south (too full: some go Pending) and a network failure whose moves are under way."""
     state, _ = Placement.from_config(load_config(config_path))
-    carry_out(state)
+    state.agents_comply()
     failures = [
         ServerFailed(server="rs-007", cause=FailureCause.STORAGE, detail="disk array offline"),
         ServerFailed(server="rs-063", cause=FailureCause.STORAGE, detail="RAID degraded"),
@@ -294,7 +283,7 @@ def big_state(config_path: Path) -> tuple[Placement, list[ServerFailed]]:
     ]
     for failure in failures[:2]:
         state.apply(failure)
-        carry_out(state)
+        state.agents_comply()
     state.apply(failures[2])  # its moves stay planned: "moving"
     return state, failures
 
@@ -348,7 +337,7 @@ async def test_console_draws_100_servers_and_5000_cameras_and_follows_a_change(
     await page.screenshot(path=str(screenshot_path(tmp_path, "console-100-servers.png")))
 
     # A change in the state (the moves carried out) shows without a reload.
-    carry_out(state)
+    state.agents_comply()
     changed = time.monotonic()
     newest = await bus.write_state(state.model_dump_json().encode(), revision)
     await expect(page.locator(".cells i.cam.s-moving")).to_have_count(0)
