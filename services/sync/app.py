@@ -149,10 +149,12 @@ class SyncService(ReplicatedService):
         if home is not None:
             await self._reconcile_and_save()
         if isinstance(event, ServerFailed) and self._open_jobs(event.server):
-            runner = self._runners.pop(event.server, None)
+            runner = self._runners.get(event.server)
             if runner is not None:
                 runner.cancel()
                 await asyncio.wait([runner], timeout=self.settings.request_timeout)
+                if runner.done():  # else the term's end cancels it again: never untracked
+                    self._runners.pop(event.server, None)
             await self._pause_home(event.server, f"home server {event.server} failed again")
 
     def _reconcile(self) -> list[SyncJob]:
@@ -256,9 +258,11 @@ class SyncService(ReplicatedService):
         """Work through the home's open jobs, oldest footage first; retry what cannot go on."""
         while True:
             while self._open_jobs(home):
+                _raise_if_cancelled()
                 try:
                     waiting = await self._run_open_jobs(home)
                 except Exception:
+                    _raise_if_cancelled()  # the error came from a cancel being handled
                     log.exception("sync to %s stumbled; retrying", home)
                     waiting = True
                 self._count()
@@ -447,6 +451,15 @@ class SyncService(ReplicatedService):
 def _ids(job: SyncJob) -> dict[str, object]:
     """The log ids of a job: its home server, camera, failover host and epoch."""
     return {"server": job.home, "camera": job.camera, "source": job.source, "epoch": job.epoch}
+
+
+def _raise_if_cancelled() -> None:
+    """A runner whose cancel was swallowed on the way (Python 3.11's ``wait_for`` can lose
+    one that races a completing request, as nats-py's request uses it) stops here rather
+    than syncing on after its term, with a closed connection."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _report_end(runner: asyncio.Task[None]) -> None:
