@@ -102,6 +102,8 @@ class ConsoleService:
         self._bus: Bus | None = None
         self._snapshot: StatusSnapshot | None = None
         self._status_error = NO_STATE
+        self._stale = ""
+        """Why the status shown may be out of date (a read of the state failed); "" if not."""
         self._seen: tuple[Any, ...] = ()
         self._version = 0
         self._poke = asyncio.Event()
@@ -216,15 +218,27 @@ class ConsoleService:
                     raise
                 self._status_error = f"cannot read the placement state: {exc}"
                 self._warnings.warning("state", "%s", self._status_error)
+                self._mark_stale(self._status_error)
             busy = time.monotonic() - self._last_event_at < BUSY_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), BUSY_POLL_S if busy else POLL_S)
+
+    def _mark_stale(self, reason: str) -> None:
+        """The page keeps the last state it has, and says it may be out of date (and once
+        a read works again, that it is not)."""
+        if reason == self._stale:
+            return
+        self._stale = reason
+        self._seen = ()  # the next good read is news, even at the same revision
+        self._version += 1
+        self.feed.status_changed({"version": self._version, "stale": reason})
 
     async def _refresh_status(self) -> None:
         bus = self._require_bus()
         snapshot = await bus.read_state()
         leaders = await read_leases(bus)
         services = self._services()
+        self._mark_stale("")
         revision = snapshot[1] if snapshot is not None else 0
         seen = (revision, tuple(sorted(leaders.items())), json.dumps(services))
         if seen == self._seen:
@@ -278,10 +292,11 @@ class ConsoleService:
     async def _get_status(self, request: web.Request) -> web.StreamResponse:
         if self._snapshot is None:
             return _json({"error": self._status_error}, status=503)
+        headers = {"Cache-Control": "no-store"}
+        if self._stale:
+            headers["X-Blaze-Stale"] = self._stale[:200].encode("ascii", "replace").decode()
         response = web.Response(
-            body=self._snapshot.body,
-            content_type="application/json",
-            headers={"Cache-Control": "no-store"},
+            body=self._snapshot.body, content_type="application/json", headers=headers
         )
         if len(self._snapshot.body) > 64 << 10:  # a big cluster's status: worth compressing
             response.enable_compression()

@@ -436,6 +436,17 @@ async def test_console_api_answers_as_the_command_line_does(
             first = json.loads(frames[0]["data"])
             assert first["seq"] == events[2][0]
             assert first["type"] == events[2][1].type
+
+            # NATS gone: the last state is still shown, marked stale; back: unmarked.
+            async def stale() -> str:
+                async with http.get("/api/status") as r:
+                    return r.headers.get("X-Blaze-Stale", "") if r.status == 200 else "?"
+
+            nats_server.stop()
+            reason = await eventually(stale, bool, 20, "the status marked stale")
+            assert "placement state" in reason
+            nats_server.start()
+            await eventually(stale, lambda r: r == "", 30, "the stale mark gone")
         finally:
             await cluster.close()
 

@@ -47,10 +47,11 @@ const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => (
   { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
-async function getJSON(url) {
+async function getJSON(url, onHeaders) {
   const response = await fetch(url, { cache: "no-store" });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || body.reason || `${response.status} ${response.statusText}`);
+  if (onHeaders) onHeaders(response.headers);
   return body;
 }
 
@@ -101,8 +102,9 @@ function toast(text, refused) {
 
 const refreshStatus = throttled(async () => {
   try {
-    view.status = await getJSON("/api/status");
-    banner("");
+    let stale = "";
+    view.status = await getJSON("/api/status", (h) => { stale = h.get("X-Blaze-Stale") || ""; });
+    banner(stale ? `Showing the last state read: ${stale}` : "");
   } catch (e) {
     banner(`Cluster status unavailable: ${e.message}`);
     return;
