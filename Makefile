@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.failback
 	$(BIN)/python -m bench.ha
+
+fuzz: $(STAMP)
+	BLAZE_FUZZ_MESSAGES=100000 $(BIN)/python -m pytest tests/integration/test_fuzz.py -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .blaze .pytest_cache .mypy_cache .ruff_cache

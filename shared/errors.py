@@ -8,6 +8,7 @@ BlazeError                     base; ``retryable`` says whether trying again can
 └── BusError                   a bus operation did not complete (retryable)
     ├── NoRespondersError      nobody listens on the subject
     ├── RequestTimeoutError    no answer in time
+    ├── MalformedReplyError    an answer that does not validate (junk proves nothing)
     └── WriteConflictError     compare-and-set lost (not retryable: re-read first)
 """
 
@@ -75,6 +76,16 @@ class RequestTimeoutError(BusError):
         super().__init__(f"no answer on {subject} within {timeout} s")
         self.subject = subject
         self.timeout = timeout
+
+
+class MalformedReplyError(BusError):
+    """An answer came, but it does not validate: whoever sent it, it proves nothing (a
+    probe it answers still fails). Counted in ``blaze_rejected_messages_total``."""
+
+    def __init__(self, subject: str, detail: str) -> None:
+        super().__init__(f"malformed answer on {subject}: {detail}")
+        self.subject = subject
+        self.detail = detail
 
 
 class WriteConflictError(BusError):

@@ -138,17 +138,44 @@ def setup_logging(
     return chosen
 
 
-class OncePerInterval:
-    """Log a given key at most once per interval, so hostile input cannot flood the log."""
+LOG_INTERVAL_S = 10.0
+"""``OncePerInterval``'s default interval."""
+LOG_MAX_KEYS = 20
+"""``OncePerInterval``'s default bound on keys (senders) logged per interval."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+
+class OncePerInterval:
+    """Log a given key (a sender and what is wrong) at most once per interval, and at most
+    ``max_keys`` keys per interval: hostile input cannot flood the log, not even from
+    ever new senders (a wildcard subscription hears any subject). The next line logged
+    after such a burst says how many were left out (``suppressed``)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = LOG_INTERVAL_S,
+        max_keys: int = LOG_MAX_KEYS,
+    ) -> None:
         self._logger = logger
         self._interval = interval
+        self._max_keys = max_keys
         self._last: dict[str, float] = {}
+        self._suppressed = 0
 
     def warning(self, key: str, message: str, *args: object, **extra: Any) -> None:
-        """Log unless the same key was logged within the interval; ``extra`` are ids."""
+        """Log unless the same key was logged within the interval, or ``max_keys`` others
+        were; ``extra`` are ids."""
         now = time.monotonic()
-        if now - self._last.get(key, -self._interval) >= self._interval:
-            self._last[key] = now
-            self._logger.warning(message, *args, extra=extra or None)
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            return
+        if last is None and len(self._last) >= self._max_keys:
+            # Forget keys whose interval is over; memory stays bounded by ``max_keys``.
+            self._last = {k: t for k, t in self._last.items() if now - t < self._interval}
+            if len(self._last) >= self._max_keys:
+                self._suppressed += 1
+                return
+        self._last[key] = now
+        if self._suppressed:
+            extra["suppressed"], self._suppressed = self._suppressed, 0
+        self._logger.warning(message, *args, extra=extra or None)

@@ -72,6 +72,8 @@ class SyncService(ReplicatedService):
     def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
         super().__init__(config, nats_url, replica)
         self.settings = config.sync
+        self._servers = frozenset(s.id for s in config.servers)
+        self._cameras = frozenset(c.id for c in config.cameras)
         # Footage this replica brought home since it started, for its ``status`` (R13).
         self.segments_moved = 0
         self.bytes_moved = 0
@@ -128,13 +130,26 @@ class SyncService(ReplicatedService):
             await self._reconcile_and_save()
         async with contextlib.aclosing(bus.events()) as log_events:
             async for seq, event in log_events:
-                if event is not None:
+                if event is not None and self._configured(event):
                     home = self.stints.apply(event)
                     if seq > caught_up_at:
                         await self._react_safely(event, home)
                 if seq == caught_up_at:
                     await self._reconcile_and_save()
                     log.info("caught up with the log at %d; %d jobs open", seq, self._open())
+
+    def _configured(self, event: Message) -> bool:
+        """Only events about configured servers and cameras become stints and jobs: a
+        forged or stale event naming strangers must not become footage fetched for ever."""
+        named = (getattr(event, name, None) for name in ("server", "to", "from_host", "home"))
+        if any(sid is not None and sid not in self._servers for sid in named):
+            log.debug("event %s names a server not in the config: skipped", event)
+            return False
+        camera = getattr(event, "camera", None)
+        if camera is not None and camera not in self._cameras:
+            log.debug("event %s names a camera not in the config: skipped", event)
+            return False
+        return True
 
     async def _react_safely(self, event: Message, home: str | None) -> None:
         """A failure to react (the bus down for a moment) must not end the fold: the next

@@ -28,6 +28,7 @@ from shared.errors import (
     BlazeError,
     ClusterUnreachableError,
     ConfigError,
+    MalformedReplyError,
     NoRespondersError,
     NotABlazeClusterError,
     RequestTimeoutError,
@@ -73,6 +74,18 @@ DUPLICATE_IN_PROCESS = 10158
 
 EVENT_DUPLICATE_WINDOW_S = 7200.0
 """Re-publishing a decision within this window after a crash is de-duplicated (R11)."""
+
+
+def rejection_label(subscribed: str) -> str:
+    """``blaze_rejected_messages_total``'s ``subject`` for a subscription: the subject
+    subscribed to without its last token (``blaze.hb``, ``blaze.agent.rs-1``). Never the
+    subject a message came on: under a wildcard (``blaze.hb.*``, ``blaze.evt.>``) its
+    sender chooses that freely, and a label per forged subject would grow without bound."""
+    return subscribed.rsplit(".", 1)[0]
+
+
+EVENTS_LABEL = rejection_label(subjects.EVENTS_ALL)
+"""``blaze.evt``: every event that does not validate, whatever its subject."""
 
 
 class Bus:
@@ -262,9 +275,16 @@ class Bus:
         await self.nc.publish(subject, encode(message))
 
     async def request(self, subject: str, message: Message, reply: type[R], timeout: float) -> R:
-        """Request/reply with a typed answer; NoRespondersError or RequestTimeoutError."""
+        """Request/reply with a typed answer; NoRespondersError, RequestTimeoutError, or
+        MalformedReplyError for an answer that does not validate (counted and logged as a
+        rejected message under the request's subject: anyone may answer a request)."""
         data, _ = await self.request_bytes(subject, message, timeout)
-        return reply.model_validate_json(data)
+        try:
+            return reply.model_validate_json(data)
+        except ValidationError as exc:
+            detail = str(exc.errors()[0]["msg"])
+            self._reject(rejection_label(subject), subject, "invalid", f"answer: {detail}")
+            raise MalformedReplyError(subject, detail) from exc
 
     async def request_bytes(
         self, subject: str, message: Message, timeout: float
@@ -289,17 +309,17 @@ class Bus:
         """Answer requests with raw bytes and headers; a malformed request gets an
         empty body with an ``error`` header."""
 
+        label = rejection_label(subject)
+
         async def on_request(msg: Msg) -> None:
-            parsed = self._validate(msg.subject, msg.data, model)
+            parsed = self._validate(label, msg.subject, msg.data, model)
             if parsed is None:
                 body, headers = b"", {"error": "malformed request: see blaze's event catalog"}
             else:
                 try:
                     body, headers = await handler(parsed)
                 except Exception as exc:  # noqa: BLE001 (answered, never silent)
-                    REJECTED.labels(
-                        subject=msg.subject.rsplit(".", 1)[0], reason="handler_failed"
-                    ).inc()
+                    self._handler_failed(label, msg.subject, exc)
                     body, headers = b"", {"error": f"internal error: {type(exc).__name__}"}
             if msg.reply:
                 await self.nc.publish(msg.reply, body, headers=headers)
@@ -316,10 +336,16 @@ class Bus:
     ) -> Any:
         """Deliver validated messages to ``handler(subject, message)``; reject the rest."""
 
+        label = rejection_label(subject)
+
         async def on_message(msg: Msg) -> None:
-            parsed = self._validate(msg.subject, msg.data, model)
-            if parsed is not None:
+            parsed = self._validate(label, msg.subject, msg.data, model)
+            if parsed is None:
+                return
+            try:
                 await handler(msg.subject, parsed)
+            except Exception as exc:  # noqa: BLE001 (nats-py would drop it at debug level)
+                self._handler_failed(label, msg.subject, exc)
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_message)
 
@@ -338,12 +364,14 @@ class Bus:
         nats-py runs one subscription's callbacks one at a time; with ``concurrent``
         each request is answered in its own task instead (footage transfers)."""
 
+        label = rejection_label(subject)
+
         async def on_request(msg: Msg) -> None:
-            parsed = self._validate(msg.subject, msg.data, model)
+            parsed = self._validate(label, msg.subject, msg.data, model)
             if parsed is None:
                 answer = error_reply("malformed request: see blaze's event catalog")
             else:
-                answer = await self._answer(msg.subject, handler, parsed, error_reply)
+                answer = await self._answer(label, msg.subject, handler, parsed, error_reply)
             if msg.reply:
                 await msg.respond(encode(answer))
 
@@ -352,6 +380,7 @@ class Bus:
 
     async def _answer(
         self,
+        label: str,
         subject: str,
         handler: Callable[[M], Awaitable[Message]],
         request: M,
@@ -361,9 +390,15 @@ class Bus:
         try:
             return await handler(request)
         except Exception as exc:  # noqa: BLE001 (a bug or I/O error must not silence a responder)
-            REJECTED.labels(subject=subject.rsplit(".", 1)[0], reason="handler_failed").inc()
-            self._rejections.warning(f"{subject}:handler", "request on %s failed: %r", subject, exc)
+            self._handler_failed(label, subject, exc)
             return error_reply(f"internal error: {type(exc).__name__}: {exc}"[:400])
+
+    def _handler_failed(self, label: str, subject: str, exc: Exception) -> None:
+        """A valid message its handler failed on: counted, logged once per interval."""
+        REJECTED.labels(subject=label, reason="handler_failed").inc()
+        self._rejections.warning(
+            f"{subject}:handler", "handling a message on %s failed: %r", subject, exc
+        )
 
     def _in_task(
         self, callback: Callable[[Msg], Coroutine[Any, Any, None]]
@@ -381,18 +416,18 @@ class Bus:
 
         return spawn
 
-    def _validate(self, subject: str, data: bytes, model: type[M]) -> M | None:
+    def _validate(self, label: str, subject: str, data: bytes, model: type[M]) -> M | None:
         if len(data) > MAX_MESSAGE_BYTES:
-            self._reject(subject, "oversized", f"{len(data)} bytes")
+            self._reject(label, subject, "oversized", f"{len(data)} bytes")
             return None
         try:
             return model.model_validate_json(data)
         except ValidationError as exc:
-            self._reject(subject, "invalid", str(exc.errors()[0]["msg"]))
+            self._reject(label, subject, "invalid", str(exc.errors()[0]["msg"]))
             return None
 
-    def _reject(self, subject: str, reason: str, detail: str) -> None:
-        REJECTED.labels(subject=subject.rsplit(".", 1)[0], reason=reason).inc()
+    def _reject(self, label: str, subject: str, reason: str, detail: str) -> None:
+        REJECTED.labels(subject=label, reason=reason).inc()
         self._rejections.warning(
             f"{subject}:{reason}", "rejected a message on %s: %s (%s)", subject, reason, detail
         )
@@ -518,7 +553,7 @@ class Bus:
         try:
             return parse_event(data)
         except ValidationError as exc:
-            self._reject(subject, "invalid", str(exc.errors()[0]["msg"]))
+            self._reject(EVENTS_LABEL, subject, "invalid", str(exc.errors()[0]["msg"]))
             return None
 
     # ---- placement state (KV, compare-and-set) ------------------------------------------------

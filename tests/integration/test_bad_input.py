@@ -8,16 +8,24 @@ a real fault, and no service task may have died.
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
+
 from shared import subjects
+from shared.bus import Bus
 from shared.messages import (
     MAX_MESSAGE_BYTES,
     Action,
     Assignment,
+    CameraMoved,
     Command,
     CommandResult,
     Heartbeat,
+    MoveReason,
     ProbeReply,
     ProbeRequest,
     Reply,
@@ -162,7 +170,7 @@ def _oversized(doc: dict[str, Any], field: str) -> bytes:
 
 
 def _rejected(subject: str, reason: str) -> float:
-    """REJECTED for one subject prefix (the subject without its last token) and reason."""
+    """REJECTED for one core subject (its label: the subject without its last token)."""
     return metric(REJECTED, subject=subject.rsplit(".", 1)[0], reason=reason)
 
 
@@ -453,7 +461,7 @@ async def test_invalid_events_on_the_log_are_counted_and_skipped(
     cluster = await _ready(start_cluster)
     assert cluster.bus is not None
     subject = subjects.server_event("rs-1", "server_failed")
-    before = _rejected(subject, "invalid")
+    before = metric(REJECTED, subject="blaze.evt", reason="invalid")
     forged = [
         _json({"type": "server_failed", "server": "rs-1"}),  # no cause
         _json({"type": "server_exploded", "server": "rs-1", "cause": "storage"}),
@@ -464,8 +472,139 @@ async def test_invalid_events_on_the_log_are_counted_and_skipped(
         await cluster.bus.js.publish(subject, data)
 
     async def counted() -> float:
-        return _rejected(subject, "invalid") - before
+        return metric(REJECTED, subject="blaze.evt", reason="invalid") - before
 
     await eventually(counted, lambda n: n >= len(forged), 5, "placement skipped every forgery")
     await holds(cluster.status, _healthy, 1.0, "rs-1 still online")
     await _storage_fault_still_fails_over(cluster, "rs-1")
+
+
+async def test_moves_of_a_camera_not_in_the_config_open_no_sync_job(
+    start_cluster: StartCluster,
+) -> None:
+    """R9, R11: two forged ``camera_moved`` of a camera nobody configured, away from a home
+    nobody configured, must not become footage to bring home."""
+    cluster = await _ready(start_cluster)
+    assert cluster.bus is not None
+    for epoch, host in [(1, "x9"), (2, "y9")]:
+        moved = CameraMoved(
+            camera="zz9", home="h9", to=host, epoch=epoch, reason=MoveReason.FAILOVER
+        )
+        await cluster.bus.js.publish(subjects.camera_event("zz9", moved.type), encode(moved))
+
+    async def jobs() -> dict[str, tuple[bytes, int]]:
+        assert cluster.bus is not None
+        return await cluster.bus.read_records("job.")
+
+    await holds(jobs, lambda found: found == {}, 3.0, "no sync job for a stranger camera")
+
+
+# ---- answers to the cluster's own requests ----
+
+
+async def test_malformed_answers_to_the_detectors_probe_do_not_stall_it(
+    start_cluster: StartCluster,
+) -> None:
+    """R2: someone answers the probe of a cut-off server with junk. Junk proves nothing:
+    the probe counts it as failed and the server fails over (it once killed the probe,
+    which then never ended, and the server was never declared failed)."""
+    cluster = await _ready(start_cluster)
+    assert cluster.bus is not None
+    nc = cluster.bus.nc
+    subject = subjects.probe("rs-1")
+    before = _rejected(subject, "invalid")
+
+    async def answer_junk(msg: Any) -> None:
+        await msg.respond(b'{"server": 1}')
+
+    hostile = await nc.subscribe(subject, cb=answer_junk)
+    try:
+        cluster.relays["rs-1"].cut()
+        doc = await cluster.wait_status(
+            lambda s: (
+                server(s, "rs-1")["state"] == "network_failed"
+                and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
+            ),
+            15,
+            "rs-1 network_failed and its cameras re-hosted",
+        )
+    finally:
+        await hostile.unsubscribe()
+    assert _rejected(subject, "invalid") - before >= 1
+    failures = await _server_failures(cluster)
+    assert [(f.server, f.cause) for f in failures] == [("rs-1", "network")]
+    assert all(c["host"] in ("rs-2", "rs-3") for c in cameras_of(doc, "rs-1"))
+    _assert_nothing_crashed(cluster)
+
+
+# ---- the bus itself: bounded however hostile ----
+
+
+def _series(name: str) -> set[tuple[tuple[str, str], ...]]:
+    """The label sets of every sample of one metric in this process."""
+    return {
+        tuple(sorted(sample.labels.items()))
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+async def test_junk_from_ever_new_subjects_adds_no_metric_series_and_few_log_lines(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a wildcard a sender picks any subject. Junk on 500 new subjects is counted
+    under the subscription's own label (it once made a series per subject: unbounded
+    memory and scrapes) and logs at most ``max_keys`` lines, not one per subject."""
+    root = f"test.{uuid.uuid4().hex}"
+    seen: list[str] = []
+
+    async def deliver(subject: str, _hb: Heartbeat) -> None:
+        seen.append(subject)
+
+    await bus.subscribe(f"{root}.>", Heartbeat, deliver)  # as the event log's ``blaze.evt.>``
+    series_before = _series(REJECTED)
+    caplog.set_level(logging.WARNING, logger="shared.bus.connection")
+    for n in range(500):
+        await bus.nc.publish(f"{root}.stranger-{n}.junk", b"{ junk")
+    await bus.nc.flush()
+
+    async def counted() -> float:
+        return metric(REJECTED, subject=root, reason="invalid")
+
+    assert await eventually(counted, lambda n: n >= 500, 10, "every junk counted") == 500
+    assert _series(REJECTED) - series_before == {(("reason", "invalid"), ("subject", root))}
+    logged = [r for r in caplog.records if r.getMessage().startswith("rejected a message")]
+    assert 1 <= len(logged) <= 20
+    assert seen == []
+
+
+async def test_a_subscriber_whose_handler_fails_counts_it_and_keeps_delivering(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid message its handler fails on is counted (``handler_failed``) and logged;
+    the next messages still arrive (nats-py used to swallow it, at debug level)."""
+    root = f"test.{uuid.uuid4().hex}"
+    delivered: list[int] = []
+
+    async def deliver(_subject: str, hb: Heartbeat) -> None:
+        if hb.sequence == 1:
+            raise RuntimeError("a bug in the handler")
+        delivered.append(hb.sequence)
+
+    await bus.subscribe(f"{root}.*", Heartbeat, deliver)
+    caplog.set_level(logging.WARNING, logger="shared.bus.connection")
+    for sequence in range(3):
+        hb = Heartbeat(server="rs-1", boot_id="b", sequence=sequence, capacity=1, storage_ok=True)
+        await bus.nc.publish(f"{root}.rs-1", encode(hb))
+    await bus.nc.flush()
+
+    async def got() -> list[int]:
+        return delivered
+
+    assert await eventually(got, lambda d: len(d) >= 2, 5, "the later messages delivered") == [
+        0,
+        2,
+    ]
+    assert metric(REJECTED, subject=root, reason="handler_failed") == 1
+    assert any("a bug in the handler" in r.getMessage() for r in caplog.records)

@@ -155,3 +155,28 @@ def test_r13_once_per_interval_passes_ids_and_drops_repeats() -> None:
     limited.warning("k", "rejected %s", "y", server="rs-1")
     [record] = lines(out)
     assert (record["message"], record["server"]) == ("rejected x", "rs-1")
+
+
+def test_once_per_interval_logs_at_most_max_keys_senders_and_then_says_how_many_it_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile input from ever new senders (subjects) cannot flood the log: past
+    ``max_keys`` keys within an interval nothing is logged, and the first line after the
+    interval carries how many were left out. Memory stays bounded by ``max_keys``."""
+    clock = [1000.0]
+    monkeypatch.setattr("shared.logs.time.monotonic", lambda: clock[0])
+    out = io.StringIO()
+    setup_logging("health", stream=out)
+    limited = OncePerInterval(logging.getLogger("blaze.test"), interval=10, max_keys=3)
+    for n in range(1000):
+        limited.warning(f"blaze.hb.stranger-{n}:invalid", "rejected %d", n)
+    assert [r["message"] for r in lines(out)] == ["rejected 0", "rejected 1", "rejected 2"]
+    assert len(limited._last) == 3
+
+    clock[0] += 10
+    limited.warning("blaze.hb.rs-1:invalid", "rejected %s", "rs-1")
+    limited.warning("blaze.hb.rs-1:invalid", "rejected %s", "rs-1 again")
+    last = lines(out)[-1]
+    assert (last["message"], last["suppressed"]) == ("rejected rs-1", 997)
+    assert len(lines(out)) == 4
+    assert len(limited._last) == 1
