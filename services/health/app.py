@@ -204,8 +204,11 @@ class HealthService(ReplicatedService):
             if not self.leading:
                 return False  # deposed: the next leader decides again from the log
             n = self._published[key]
-            await self._bus.publish_event(subject, event, f"health-{key}-{n}-{event.type}")
+            msg_id = f"health-{key}-{n}-{event.type}"
+            appended = await self._bus.publish_event(subject, event, msg_id)
             self._published[key] = n + 1
+        if appended:  # a repeat of an earlier leader's decision is counted by that leader
+            self._count(event)
         if isinstance(event, FailoversHeld):
             log.warning(
                 "%d of %d servers silent at once (%s): network failovers held",
@@ -214,8 +217,6 @@ class HealthService(ReplicatedService):
                 ", ".join(event.servers),
             )
         elif isinstance(event, ServerFailed):
-            FAILOVERS.labels(cause=event.cause.value).inc()
-            self.failovers[event.cause.value] += 1
             log.warning(
                 "server %s failed (%s): %s",
                 event.server,
@@ -224,11 +225,17 @@ class HealthService(ReplicatedService):
                 extra={"server": event.server, "cause": event.cause.value},
             )
         else:
-            if isinstance(event, ServerRecovered):
-                FAILBACKS.labels(cause=event.cause.value).inc()
-                self.failbacks[event.cause.value] += 1
             log.info("%s %s", event.type, event.server, extra={"server": event.server})
         return True
+
+    def _count(self, event: HealthEvent) -> None:
+        """Failovers and failbacks by cause, once per decision on the log."""
+        if isinstance(event, ServerFailed):
+            FAILOVERS.labels(cause=event.cause.value).inc()
+            self.failovers[event.cause.value] += 1
+        elif isinstance(event, ServerRecovered):
+            FAILBACKS.labels(cause=event.cause.value).inc()
+            self.failbacks[event.cause.value] += 1
 
     async def _on_failback(self, request: FailbackRequest) -> Message:
         """R7: the administrator's confirmation, refused with the reason when premature."""

@@ -434,8 +434,9 @@ class Bus:
 
     # ---- the durable event log (R11) --------------------------------------------------------
 
-    async def publish_event(self, subject: str, event: Message, msg_id: str) -> int:
-        """Append an event; a repeat of ``msg_id`` is de-duplicated. Returns the stream seq."""
+    async def publish_event(self, subject: str, event: Message, msg_id: str) -> bool:
+        """Append an event; a repeat of ``msg_id`` is de-duplicated. Returns False for such a
+        repeat (the stream already held it), True when this call appended it."""
         delay = 0.05
         while True:
             try:
@@ -457,8 +458,7 @@ class Bus:
                 continue
             if not ack.duplicate:
                 EVENTS_PUBLISHED.labels(type=getattr(event, "type", "unknown")).inc()
-            seq: int = ack.seq
-            return seq
+            return not ack.duplicate
 
     async def last_event_seq(self) -> int:
         """Sequence of the newest event in the log (0 when empty)."""
