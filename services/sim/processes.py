@@ -3,6 +3,7 @@ kill tests and benchmarks can SIGKILL a leader."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from shared.config import ClusterConfig
 
 STOP_GRACE_S = 10.0
 """How long a process may take to stop after SIGTERM before it is killed."""
+DUMP_WAIT_S = 0.5
+"""How long a stubborn process gets to log its tasks (SIGUSR1) before the SIGKILL."""
 
 
 class ServiceProcesses:
@@ -54,7 +57,17 @@ class ServiceProcesses:
             try:
                 process.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
+                _dump_tasks_of(process)
                 process.kill()
                 process.wait()
                 stubborn.append(replica)
         return stubborn
+
+
+def _dump_tasks_of(process: subprocess.Popen[bytes]) -> None:
+    """Before the SIGKILL: SIGUSR1 makes a stuck service log where each task waits, so
+    its log says why it ignored SIGTERM."""
+    with contextlib.suppress(OSError):
+        process.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(DUMP_WAIT_S)
