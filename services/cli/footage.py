@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.cli.views import NO_STATE
 from services.placement.state import Placement
 from services.sync import timeline
 from shared import subjects
@@ -91,7 +92,7 @@ async def timeline_document(bus: Bus, camera: str) -> dict[str, Any]:
     """Ask every server what it holds of ``camera``; merge it into ranges and gaps."""
     snapshot = await bus.read_state()
     if snapshot is None:
-        raise RequestRefusedError("no placement state yet (is the placement service running?)")
+        raise RequestRefusedError(NO_STATE)
     state = Placement.model_validate_json(snapshot[0])
     if camera not in state.cameras:
         raise RequestRefusedError(f"unknown camera {camera!r}")

@@ -14,6 +14,9 @@ from shared.bus import Bus, read_leases
 from shared.errors import RequestRefusedError
 from shared.messages import AnyEvent, CameraPreempted
 
+NO_STATE = "no placement state yet (is the placement service running?)"
+"""What every reader of the placement state says before placement has written one."""
+
 
 def status_document(
     state: Placement, services: list[dict[str, Any]], leaders: dict[str, str] | None = None
@@ -80,7 +83,7 @@ async def whatif(bus: Bus, server: str, *, as_json: bool) -> int:
     """Print what a failure of ``server`` would do now; exit code 2 without a placement state."""
     snapshot = await bus.read_state()
     if snapshot is None:
-        print("blaze: no placement state yet (is the placement service running?)", file=sys.stderr)
+        print(f"blaze: {NO_STATE}", file=sys.stderr)
         return 2
     doc = whatif_document(Placement.model_validate_json(snapshot[0]), server)
     if as_json:
@@ -111,7 +114,7 @@ async def status(bus: Bus, data_dir: Path, *, as_json: bool) -> int:
     """Print the cluster's status; exit code 2 when placement has not written any yet."""
     snapshot = await bus.read_state()
     if snapshot is None:
-        print("blaze: no placement state yet (is the placement service running?)", file=sys.stderr)
+        print(f"blaze: {NO_STATE}", file=sys.stderr)
         return 2
     doc = status_document(
         Placement.model_validate_json(snapshot[0]), _services(data_dir), await read_leases(bus)

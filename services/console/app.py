@@ -65,7 +65,7 @@ ADMIN_HEADER = "X-Blaze-Console"
 """Required on POST: a page of another origin cannot set it without a CORS preflight,
 which the console never grants, so a foreign page cannot confirm a failback."""
 
-NO_STATE = "no placement state yet (is the placement service running?)"
+NO_STATE = views.NO_STATE
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 PROBES = ("/healthz", "/readyz")
 
