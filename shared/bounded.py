@@ -41,3 +41,13 @@ async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+def raise_if_cancelled() -> None:
+    """Stop a loop whose cancel was lost on the way: Python 3.11's ``wait_for`` (and so
+    nats-py's ``next_msg`` and ``request``) can turn a cancel that races its timeout into
+    a TimeoutError, and a loop that retries on timeouts would then run for ever. Call it
+    where such a loop goes round again."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -40,7 +40,7 @@ from services.cli.supervisor import SERVICES_FILE
 from services.console.feed import HISTORY, Feed
 from services.placement.state import Placement
 from shared import subjects
-from shared.bounded import cancel_all
+from shared.bounded import cancel_all, raise_if_cancelled
 from shared.bus import Bus, is_transient, read_leases
 from shared.errors import BlazeError, RequestRefusedError
 from shared.logs import OncePerInterval
@@ -222,6 +222,7 @@ class ConsoleService:
             busy = time.monotonic() - self._last_event_at < BUSY_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), BUSY_POLL_S if busy else POLL_S)
+            raise_if_cancelled()
 
     def _mark_stale(self, reason: str) -> None:
         """The page keeps the last state it has, and says it may be out of date (and once

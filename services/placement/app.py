@@ -21,7 +21,7 @@ from typing import Any
 
 from services.placement.state import CameraState, Notice, Placement
 from shared import subjects
-from shared.bounded import cancel_all
+from shared.bounded import cancel_all, raise_if_cancelled
 from shared.bus import Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError
@@ -223,6 +223,7 @@ class PlacementService(ReplicatedService):
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_sender.wait(), timeout=0.25)
+            raise_if_cancelled()
             self._wake_sender.clear()
             now = time.monotonic()
             commands = [*self.state.outstanding_commands(), *self._announcements()]

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from services.sync.jobs import about, away_jobs, fetch_timeout, resume
 from services.sync.stints import Stint, StintLog
 from shared import subjects
-from shared.bounded import cancel_all, for_each
+from shared.bounded import cancel_all, for_each, raise_if_cancelled
 from shared.bus import Bus
 from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
@@ -273,11 +273,11 @@ class SyncService(ReplicatedService):
         """Work through the home's open jobs, oldest footage first; retry what cannot go on."""
         while True:
             while self._open_jobs(home):
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 try:
                     waiting = await self._run_open_jobs(home)
                 except Exception:
-                    _raise_if_cancelled()  # the error came from a cancel being handled
+                    raise_if_cancelled()  # the error came from a cancel being handled
                     log.exception("sync to %s stumbled; retrying", home)
                     waiting = True
                 self._count()
@@ -466,15 +466,6 @@ class SyncService(ReplicatedService):
 def _ids(job: SyncJob) -> dict[str, object]:
     """The log ids of a job: its home server, camera, failover host and epoch."""
     return {"server": job.home, "camera": job.camera, "source": job.source, "epoch": job.epoch}
-
-
-def _raise_if_cancelled() -> None:
-    """A runner whose cancel was swallowed on the way (Python 3.11's ``wait_for`` can lose
-    one that races a completing request, as nats-py's request uses it) stops here rather
-    than syncing on after its term, with a closed connection."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _report_end(runner: asyncio.Task[None]) -> None:

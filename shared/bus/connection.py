@@ -23,6 +23,7 @@ from nats.js import api
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
+from shared.bounded import raise_if_cancelled
 from shared.bus.micro import StatusSource, add_status_service
 from shared.errors import (
     BlazeError,
@@ -490,6 +491,7 @@ class Bus:
                     try:
                         msg = await sub.next_msg(timeout=1.0)
                     except nats.errors.TimeoutError:
+                        raise_if_cancelled()  # a cancel lost in next_msg's wait_for
                         quiet += 1
                         if self.reconnects[0] != seen or await self._stalled(quiet, last):
                             log.info("rebuilding the event consumer (at %d)", last)

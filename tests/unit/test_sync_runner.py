@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services.sync.app import _raise_if_cancelled
+from shared.bounded import raise_if_cancelled
 
 
 async def test_a_swallowed_cancel_still_stops_the_runner_at_its_next_step() -> None:
@@ -18,7 +18,7 @@ async def test_a_swallowed_cancel_still_stops_the_runner_at_its_next_step() -> N
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             steps.append("swallowed")  # as Python 3.11's wait_for can, racing a reply
-        _raise_if_cancelled()
+        raise_if_cancelled()
         steps.append("synced on")
 
     task = asyncio.create_task(runner())
@@ -31,7 +31,7 @@ async def test_a_swallowed_cancel_still_stops_the_runner_at_its_next_step() -> N
 
 async def test_a_runner_nobody_cancelled_goes_on() -> None:
     async def runner() -> str:
-        _raise_if_cancelled()
+        raise_if_cancelled()
         return "synced"
 
     assert await asyncio.create_task(runner()) == "synced"
