@@ -121,9 +121,8 @@ class PlacementService(ReplicatedService):
         """Cameras by state, Pending, drained servers and the log position (leader only)."""
         if not self.leading:
             return {}
-        cameras = self.state.cameras.values()
         return {
-            "cameras": {s.value: sum(1 for c in cameras if c.state is s) for s in CameraState},
+            "cameras": {s.value: n for s, n in self.state.cameras_by_state().items()},
             "servers": len(self.state.servers),
             "drained": sorted(sid for sid, s in self.state.servers.items() if s.drained),
             "log_position": self.state.cursor,
@@ -175,11 +174,7 @@ class PlacementService(ReplicatedService):
         if isinstance(event, ServerFailed) and now - event.time < RECENT_FAILURE:
             self._failovers[event.server] = event
         for server, failure in list(self._failovers.items()):
-            moving = any(
-                c.moved_from == server and c.state is CameraState.MOVING
-                for c in self.state.cameras.values()
-            )
-            if not moving:
+            if not self.state.moving_off(server):
                 seconds = (now - failure.time).total_seconds()
                 FAILOVER_SECONDS.labels(cause=failure.cause.value).observe(seconds)
                 del self._failovers[server]
@@ -208,9 +203,7 @@ class PlacementService(ReplicatedService):
         self._revision = await self._bus.write_state(
             self.state.model_dump_json().encode(), self._revision
         )
-        counts = dict.fromkeys(CameraState, 0)
-        for cam in self.state.cameras.values():
-            counts[cam.state] += 1
+        counts = self.state.cameras_by_state()
         for s, n in counts.items():
             CAMERAS_BY_STATE.labels(state=s.value).set(n)
         PENDING_CAMERAS.set(counts[CameraState.PENDING])

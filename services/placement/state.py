@@ -193,6 +193,19 @@ class Placement(BaseModel):
                     loads[server] += 1
         return loads
 
+    def cameras_by_state(self) -> dict[CameraState, int]:
+        """How many cameras are home, failed over, Pending, moving."""
+        counts = dict.fromkeys(CameraState, 0)
+        for cam in self.cameras.values():
+            counts[cam.state] += 1
+        return counts
+
+    def moving_off(self, server: str) -> bool:
+        """Whether a camera that left ``server`` is still on its way to a new host."""
+        return any(
+            c.moved_from == server and c.state is CameraState.MOVING for c in self.cameras.values()
+        )
+
     def free_capacity(self) -> dict[str, int]:
         """Free channels of every server that may take cameras now."""
         loads = self.loads()
@@ -362,7 +375,7 @@ class Placement(BaseModel):
                     reason=cam.reason,
                 )
             )
-        if self.servers.get(server, ServerSlot(id="", capacity=0)).drained:
+        if (slot := self.servers.get(server)) is not None and slot.drained:
             notices += self._move_off_drained()  # it was on its way there when drained
         return notices + self._failbacks_completed()
 

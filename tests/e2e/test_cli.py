@@ -25,7 +25,13 @@ import pytest
 
 from services.cli.main import operator
 from shared.bus import Bus, NatsServer, free_port
-from tests.integration.cluster import all_home, camera, cameras_of, check_invariants, server
+from tests.integration.cluster import (
+    all_home,
+    camera,
+    check_invariants,
+    failed_over,
+    server,
+)
 
 BLAZE = Path(sys.executable).parent / "blaze"
 RUN_BOUND_S = 30.0
@@ -526,16 +532,6 @@ def _pid_of(doc: Status, name: str) -> int | None:
     return pid
 
 
-def _failed_over(victim: str, state: str) -> Callable[[Status], bool]:
-    def pred(doc: Status) -> bool:
-        cams = cameras_of(doc, victim)
-        return server(doc, victim)["state"] == state and all(
-            c["state"] == "failed_over" and c["host"] not in (None, victim) for c in cams
-        )
-
-    return pred
-
-
 def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     cluster: BlazeUp,
 ) -> None:
@@ -576,7 +572,7 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
 
     # R3: storage failure fails over at once; R7: a premature confirmation is refused.
     assert "storage-fail rs-1" in cluster.ok("sim", "storage-fail", "rs-1")
-    doc = cluster.wait(_failed_over("rs-1", "storage_failed"), 15, "rs-1 failed over")
+    doc = cluster.wait(failed_over("rs-1", "storage_failed"), 15, "rs-1 failed over")
     assert server(doc, "rs-1")["storage"] == "failed"
     refused = cluster.run("failback", "rs-1")
     assert refused.returncode == 1
@@ -599,7 +595,7 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
 
     # R2, R6: the agent dies, the server fails on the network path and comes back by itself.
     cluster.ok("sim", "kill", "rs-2")
-    doc = cluster.wait(_failed_over("rs-2", "network_failed"), 20, "rs-2 network_failed")
+    doc = cluster.wait(failed_over("rs-2", "network_failed"), 20, "rs-2 network_failed")
     assert _pid_of(doc, "agent-rs-2") is None
     cluster.ok("sim", "start", "rs-2")
     cluster.wait(all_home, 30, "rs-2's camera home after its agent started again")
@@ -615,7 +611,7 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     restarted = _pid_of(doc, "placement")
     assert re.search(rf"placement \(pid {killed}\) exited with code -9; restart #1", cluster.log())
     cluster.ok("sim", "storage-fail", "rs-3")
-    cluster.wait(_failed_over("rs-3", "storage_failed"), 20, "rs-3 failed over by new placement")
+    cluster.wait(failed_over("rs-3", "storage_failed"), 20, "rs-3 failed over by new placement")
     assert _pid_of(cluster.now(), "placement") == restarted
 
     # R11: the durable event log, one JSON object per line, oldest first.
@@ -693,7 +689,7 @@ def test_blaze_up_ha_shows_its_leaders_survives_a_killed_leader_and_stops_cleanl
     os.kill(killed, signal.SIGKILL)
     killed_epoch = max(_placement_epochs(cluster, leader))
     cluster.ok("sim", "storage-fail", "rs-1")
-    cluster.wait(_failed_over("rs-1", "storage_failed"), 30, "failed over after the kill")
+    cluster.wait(failed_over("rs-1", "storage_failed"), 30, "failed over after the kill")
     epochs = _placement_epochs(cluster, "placement-a") + _placement_epochs(cluster, "placement-b")
     assert max(epochs) > killed_epoch, "the next leader did not lead under a newer epoch"
 

@@ -32,6 +32,7 @@ __all__ = [
     "camera",
     "cameras_of",
     "check_invariants",
+    "failed_over",
     "make_config",
     "recorded_twice",
     "server",
@@ -192,6 +193,18 @@ def server(doc: Status, sid: str) -> dict[str, Any]:
 
 def camera(doc: Status, cid: str) -> dict[str, Any]:
     return next(c for c in doc["cameras"] if c["id"] == cid)
+
+
+def failed_over(victim: str, state: str) -> Callable[[Status], bool]:
+    """A predicate: ``victim`` is in ``state`` and every camera of it records elsewhere."""
+
+    def pred(doc: Status) -> bool:
+        cams = cameras_of(doc, victim)
+        return server(doc, victim)["state"] == state and all(
+            c["state"] == "failed_over" and c["host"] not in (None, victim) for c in cams
+        )
+
+    return pred
 
 
 def settled(doc: Status, home: str) -> bool:

@@ -40,6 +40,7 @@ from tests.integration.cluster import (
     all_home,
     camera,
     cameras_of,
+    failed_over,
     make_config,
     server,
 )
@@ -521,10 +522,7 @@ async def test_malformed_answers_to_the_detectors_probe_do_not_stall_it(
     try:
         cluster.relays["rs-1"].cut()
         doc = await cluster.wait_status(
-            lambda s: (
-                server(s, "rs-1")["state"] == "network_failed"
-                and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
-            ),
+            failed_over("rs-1", "network_failed"),
             15,
             "rs-1 network_failed and its cameras re-hosted",
         )

@@ -9,7 +9,14 @@ import pytest
 from shared import subjects
 from shared.messages import FailoversHeld, Heartbeat, ServerFailed, ServerSilent
 from tests.helpers import eventually, holds
-from tests.integration.cluster import TestCluster, all_home, cameras_of, make_config, server
+from tests.integration.cluster import (
+    TestCluster,
+    all_home,
+    cameras_of,
+    failed_over,
+    make_config,
+    server,
+)
 from tests.integration.conftest import StartCluster
 
 THREE = {"rs-1": 3, "rs-2": 3, "rs-3": 3}
@@ -61,10 +68,7 @@ async def test_r2_network_cut_fails_over_only_after_the_timeout_and_a_failed_pro
         "rs-1 online during the silence window",
     )
     doc = await cluster.wait_status(
-        lambda s: (
-            server(s, "rs-1")["state"] == "network_failed"
-            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
-        ),
+        failed_over("rs-1", "network_failed"),
         15,
         "rs-1 network_failed and its cameras re-hosted",
     )
@@ -113,10 +117,7 @@ async def test_r2_default_ten_second_window_holds_then_fails_over(
         "rs-3 online for most of the default 10 s window",
     )
     await cluster.wait_status(
-        lambda s: (
-            server(s, "rs-3")["state"] == "network_failed"
-            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-3"))
-        ),
+        failed_over("rs-3", "network_failed"),
         12,
         "rs-3 failed over after the default window",
     )
@@ -130,10 +131,7 @@ async def test_r3_storage_failure_fails_over_without_waiting_for_the_timeout(
     failed_at = time.monotonic()
     cluster.fail_storage("rs-1")
     doc = await cluster.wait_status(
-        lambda s: (
-            server(s, "rs-1")["state"] == "storage_failed"
-            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
-        ),
+        failed_over("rs-1", "storage_failed"),
         10,
         "rs-1 storage_failed, cameras moved",
     )
@@ -218,10 +216,7 @@ async def test_r2_half_the_fleet_silent_at_once_holds_failovers_and_raises_an_al
     )
     cluster.relays["rs-2"].restore()
     await cluster.wait_status(
-        lambda s: (
-            server(s, "rs-1")["state"] == "network_failed"
-            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-1"))
-        ),
+        failed_over("rs-1", "network_failed"),
         15,
         "rs-1 fails over once only it is silent",
     )

@@ -65,9 +65,8 @@ from tests.integration.cluster import (
     Status,
     TestCluster,
     all_home,
-    cameras_of,
+    failed_over,
     make_config,
-    server,
 )
 from tests.integration.conftest import StartCluster
 from tests.junk import (
@@ -519,10 +518,7 @@ async def test_a_flood_of_malformed_messages_is_refused_counted_and_survived(
     failed_at = time.monotonic()
     cluster.fail_storage("rs-2")
     await cluster.wait_status(
-        lambda s: (
-            server(s, "rs-2")["state"] == "storage_failed"
-            and all(c["state"] == "failed_over" for c in cameras_of(s, "rs-2"))
-        ),
+        failed_over("rs-2", "storage_failed"),
         10,
         "rs-2 storage_failed and its cameras failed over",
     )
