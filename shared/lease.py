@@ -28,7 +28,7 @@ import nats.js.errors
 from nats.js import api
 
 from shared import subjects
-from shared.bus import Bus, is_transient
+from shared.bus import Access, Bus, is_transient
 from shared.config import ClusterConfig
 from shared.logs import bind_log_context
 from shared.metrics import LEADER_TERMS, LEADING
@@ -341,9 +341,17 @@ class ReplicatedService:
     SERVICE: ClassVar[str]
     DESCRIPTION: ClassVar[str]
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        nats_url: str,
+        replica: str | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.config = config
         self.nats_url = nats_url
+        self.access = access
+        """Who this replica is to NATS (issue 7); None: no credentials."""
         self.replica = replica or self.SERVICE
         self.term: Term | None = None
         self.terms = 0
@@ -375,7 +383,9 @@ class ReplicatedService:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, stand by, and lead whenever this replica holds the lease, until ``stop``."""
         bind_log_context(service=self.SERVICE, replica=self.replica)
-        self._bus = bus = await Bus.connect(self.nats_url, f"{self.SERVICE}-{self.replica}")
+        self._bus = bus = await Bus.connect(
+            self.nats_url, f"{self.SERVICE}-{self.replica}", access=self.access
+        )
         try:
             await bus.ensure_streams()
             await bus.announce(

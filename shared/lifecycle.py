@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from shared.bus.credentials import Access
 from shared.config import ClusterConfig, load_config
 from shared.errors import BlazeError
 from shared.logs import setup_logging
@@ -41,10 +41,33 @@ def service_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL")
+    add_access_arguments(parser)
     parser.add_argument("--data", type=Path, default=Path(".blaze"), help="data directory")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--log-level", default="INFO")
     return parser
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--creds`` and ``--tls-ca``: who this process is to NATS, and the CA it trusts
+    (issue 7). Containers pass them as ``BLAZE_NATS_CREDS`` and ``BLAZE_NATS_CA``."""
+    parser.add_argument(
+        "--creds",
+        type=Path,
+        default=os.environ.get("BLAZE_NATS_CREDS") or None,
+        help="this identity's nkey seed file (default: $BLAZE_NATS_CREDS; none: no auth)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=os.environ.get("BLAZE_NATS_CA") or None,
+        help="CA certificate that signed the NATS servers' (default: $BLAZE_NATS_CA)",
+    )
+
+
+def access_of(args: argparse.Namespace) -> Access:
+    """The ``Access`` that ``--creds`` and ``--tls-ca`` describe."""
+    return Access(args.creds, args.tls_ca)
 
 
 def replicated_arguments(description: str) -> argparse.ArgumentParser:
@@ -102,15 +125,3 @@ def _dump_tasks() -> None:
         frames = task.get_stack(limit=8)
         where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
         logging.getLogger("blaze.tasks").warning("task %s: %s", task.get_name(), where)
-
-
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def die_with_parent() -> None:
-    """For ``preexec_fn``: the child gets SIGKILL when its parent dies, even by SIGKILL
-    (Linux ``PR_SET_PDEATHSIG``), so a killed ``blaze up`` leaves no orphans behind.
-    It only calls ``prctl`` (libc loaded beforehand), which is safe between fork and exec."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

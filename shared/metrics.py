@@ -30,6 +30,11 @@ REJECTED = Counter(
     "Messages refused on input: malformed, oversized, wrong type or spoofed.",
     ["subject", "reason"],
 )
+PERMISSION_DENIED = Counter(
+    "blaze_nats_permission_denied_total",
+    "Publishes and subscriptions NATS refused this process (issue 7): a permission "
+    "missing from the matrix, or a process using another identity's credentials.",
+)
 EVENTS_PUBLISHED = Counter(
     "blaze_events_published_total", "Events written to the durable log.", ["type"]
 )

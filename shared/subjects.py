@@ -27,6 +27,7 @@ ADMIN_FAILBACK = f"{ROOT}.admin.failback"
 ADMIN_CAPACITY = f"{ROOT}.admin.capacity"
 ADMIN_DRAIN = f"{ROOT}.admin.drain"
 ADMIN_UNDRAIN = f"{ROOT}.admin.undrain"
+ADMIN_ALL = f"{ROOT}.admin.>"
 SIM_FAULT = f"{ROOT}.sim.fault"
 
 HEARTBEAT_ALL = f"{ROOT}.hb.*"
@@ -52,6 +53,24 @@ def server_of_heartbeat(subject: str) -> str:
 def probe(server_id: str) -> str:
     """The agent's probe responder, used to confirm a dropped connection."""
     return f"{ROOT}.agent.{_token(server_id)}.probe"
+
+
+def agent_requests(server_id: str) -> str:
+    """Everything addressed to one agent (probe, commands, footage requests): a wildcard
+    for its permissions (issue 7)."""
+    return f"{ROOT}.agent.{_token(server_id)}.>"
+
+
+def any_agent(request: str) -> str:
+    """One kind of request to every agent, e.g. ``cmd`` or ``sync.chunk``: a wildcard for
+    the permissions of whoever sends it (issue 7)."""
+    return f"{ROOT}.agent.*.{request}"
+
+
+def events_about(area: str) -> str:
+    """Every event of one area (``server``, ``camera``, ``sync`` …): a wildcard for the
+    permissions of the service that publishes them (issue 7)."""
+    return f"{ROOT}.evt.{_token(area)}.>"
 
 
 def command(server_id: str) -> str:

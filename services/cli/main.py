@@ -1,6 +1,7 @@
 """``blaze``: the operator's command line.
 
-    blaze up [--config FILE] [--data DIR] [--ha]  run the embedded cluster in the foreground
+    blaze up [--config FILE] [--data DIR] [--ha] [--tls]  run the embedded cluster
+    blaze secrets --out DIR [--tls-host NAME]  NATS credentials for a deployment
     blaze status [--json]                      servers, cameras, services
     blaze events [--json] [--follow]           the durable event log, oldest first
     blaze failback SERVER                      confirm a storage repair (R7)
@@ -11,6 +12,10 @@
 
 Exit codes: 0 done; 1 refused by the cluster (with the reason); 2 bad arguments,
 bad config or the cluster unreachable (one line on stderr).
+
+Against ``blaze up``'s cluster, the commands that only read connect as its ``monitor``
+identity and those that change something as ``admin`` (docs/security.md); elsewhere
+``--creds`` / ``BLAZE_NATS_CREDS`` say who they are.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from pydantic import ValidationError
 from services.cli import footage, views
 from services.cli.supervisor import CLUSTER_FILE, Supervisor
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Access, Bus, SecretsDir
+from shared.bus.tls import generate as generate_tls
 from shared.config import load_config
 from shared.errors import (
     BlazeError,
@@ -39,7 +45,7 @@ from shared.errors import (
     ConfigError,
     RequestRefusedError,
 )
-from shared.lifecycle import run_until_signalled
+from shared.lifecycle import access_of, add_access_arguments, run_until_signalled
 from shared.logs import setup_logging
 from shared.messages import (
     CapacityRequest,
@@ -52,6 +58,8 @@ from shared.messages import (
 )
 
 REQUEST_TIMEOUT_S = 5.0
+ADMIN_COMMANDS = frozenset({"failback", "capacity", "drain", "undrain", "sim"})
+"""Commands that change the cluster: only the ``admin`` identity may send them."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -68,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path(".blaze"), help="data dir (default .blaze)"
     )
     common.add_argument("--nats", help="NATS URL (default: the one blaze up wrote in --data)")
+    add_access_arguments(common)
     parser = OneLineParser(
         prog="blaze", description="blaze-cluster: failover for recording servers"
     )
@@ -78,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--ha",
         action="store_true",
         help="3 clustered nats-server nodes and two replicas of each service (R12)",
+    )
+    up.add_argument(
+        "--tls", action="store_true", help="TLS on every NATS connection, under a generated CA"
+    )
+    secrets = sub.add_parser(
+        "secrets", help="generate NATS credentials (and TLS) for a deployment (docs/security.md)"
+    )
+    secrets.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
+    secrets.add_argument("--out", type=Path, required=True, help="directory to write them to")
+    secrets.add_argument(
+        "--tls-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name or address the NATS nodes are reached by: generates a CA and a node "
+        "certificate for all of them (repeatable)",
     )
     status = sub.add_parser("status", parents=[common], help="servers, cameras and services")
     status.add_argument("--json", action="store_true")
@@ -126,9 +151,10 @@ def channel_count(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     args = build_parser().parse_args(argv)
+    local = {"up": _up, "secrets": _secrets}
     try:
-        if args.command == "up":
-            return _up(args)
+        if args.command in local:
+            return local[args.command](args)
         return asyncio.run(_client_command(args))
     except KeyboardInterrupt:
         return 130
@@ -160,25 +186,49 @@ def _up(args: argparse.Namespace) -> int:
         raise ConfigError("blaze up starts its own nats-server; --nats is for the other commands")
     setup_logging("blaze-up")
     config = load_config(args.config)
-    asyncio.run(run_until_signalled(Supervisor(config, args.config, args.data, ha=args.ha)))
+    supervisor = Supervisor(config, args.config, args.data, ha=args.ha, tls=args.tls)
+    asyncio.run(run_until_signalled(supervisor))
     return 0
 
 
-def _nats_url(args: argparse.Namespace) -> str:
+def _secrets(args: argparse.Namespace) -> int:
+    """``blaze secrets``: every identity's seed, nats-server's ``auth.conf``, TLS files."""
+    config = load_config(args.config)
+    directory = SecretsDir(args.out)
+    directory.generate([s.id for s in config.servers])
+    if args.tls_host:
+        generate_tls(args.out, tuple(args.tls_host))
+    for path in sorted(args.out.iterdir()):
+        print(path)
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
+    """Where the cluster is and who this command is to it: ``--nats`` and ``--creds``,
+    else what ``blaze up`` wrote in ``--data``, as the read-only ``monitor`` identity, or
+    as ``admin`` for the commands that change something (issue 7)."""
+    given = access_of(args)
     if args.nats:
-        return str(args.nats)
+        return str(args.nats), given
     path = args.data / CLUSTER_FILE
     try:
-        return str(json.loads(path.read_text())["nats_url"])
-    except (OSError, ValueError, KeyError):
+        written = json.loads(path.read_text())
+        url = str(written["nats_url"])
+    except (OSError, ValueError, KeyError, TypeError):
         raise ClusterUnreachableError(
             str(path), "no running cluster there (start one with blaze up, or pass --nats)"
         ) from None
+    if given.creds is not None or not written.get("secrets"):
+        return url, given
+    identity = "admin" if args.command in ADMIN_COMMANDS else "monitor"
+    creds = SecretsDir(Path(written["secrets"])).creds(identity)
+    ca = given.tls_ca or (Path(written["tls_ca"]) if written.get("tls_ca") else None)
+    return url, Access(creds, ca)
 
 
 async def _client_command(args: argparse.Namespace) -> int:
-    url = _nats_url(args)
-    bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False)
+    url, access = _cluster(args)
+    bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False, access=access)
     try:
         return await _dispatch(bus, args)
     finally:

@@ -4,6 +4,11 @@ and the web console on a loopback port printed at start.
 With ``--ha``: three clustered nats-server nodes (R3 streams and buckets) and two
 replicas of each service, one of which leads (R12); still one console.
 
+Every process connects as its own NATS identity (issue 7): the credentials are
+generated into ``<data>/secrets`` (kept across restarts) and nats-server admits those
+identities only, each to its own subjects. With ``--tls`` every connection, client and
+route, is TLS under a CA generated there too.
+
 A process that dies is restarted (as a container runtime would) and the restart
 is logged; an agent stopped with ``blaze sim kill`` stays down until ``sim start``.
 """
@@ -24,10 +29,21 @@ from pathlib import Path
 from services.sim import RelayGroup, fail_storage, repair_storage
 from services.sim.relay import client_ports
 from shared import subjects
-from shared.bus import Bus, NatsCluster, NatsServer, embedded_cluster, embedded_server, free_port
+from shared.bus import (
+    Access,
+    Bus,
+    NatsCluster,
+    NatsServer,
+    SecretsDir,
+    ServerSecurity,
+    embedded_cluster,
+    embedded_server,
+    free_port,
+)
+from shared.bus.tls import generate as generate_tls
+from shared.children import die_with_parent
 from shared.config import ClusterConfig, ServerConfig
 from shared.errors import ConfigError
-from shared.lifecycle import die_with_parent
 from shared.messages import Fault, FaultRequest, Message, Reply
 
 log = logging.getLogger("blaze.up")
@@ -62,12 +78,22 @@ class Supervisor:
     """Runs the embedded cluster in the foreground until SIGINT/SIGTERM."""
 
     def __init__(
-        self, config: ClusterConfig, config_path: Path | None, data_dir: Path, *, ha: bool = False
+        self,
+        config: ClusterConfig,
+        config_path: Path | None,
+        data_dir: Path,
+        *,
+        ha: bool = False,
+        tls: bool = False,
     ) -> None:
         self.config = config
         self.config_path = config_path.resolve() if config_path else None
         self.data_dir = data_dir.resolve()
         self.ha = ha
+        self.tls = tls
+        self.secrets = SecretsDir(self.data_dir / "secrets")
+        self.ca: Path | None = None
+        """The CA every process trusts, with ``--tls``."""
         self.nats: NatsServer | NatsCluster | None = None
         self.relays: dict[str, RelayGroup] = {}
         self.processes: dict[str, ManagedProcess] = {}
@@ -79,11 +105,16 @@ class Supervisor:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         _refuse_if_running(self.data_dir)
-        self.nats = embedded_cluster(self.data_dir) if self.ha else embedded_server(self.data_dir)
+        security = self._security()
+        self.nats = (
+            embedded_cluster(self.data_dir, security=security)
+            if self.ha
+            else embedded_server(self.data_dir, security=security)
+        )
         self.nats.start()
         bus: Bus | None = None
         try:
-            bus = await Bus.connect(self.nats.url, "supervisor")
+            bus = await Bus.connect(self.nats.url, "supervisor", access=self._access("sim"))
             await bus.ensure_streams()
             await bus.serve(subjects.SIM_FAULT, FaultRequest, self._on_fault, _refusal)
             for server in self.config.servers:
@@ -109,6 +140,24 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / CLUSTER_FILE).unlink()
 
+    def _security(self) -> ServerSecurity:
+        """An identity per process, routes with a password, TLS if asked for."""
+        authorization = self.secrets.generate([s.id for s in self.config.servers])
+        node_tls = generate_tls(self.secrets.path) if self.tls else None
+        self.ca = node_tls.ca if node_tls else None
+        return ServerSecurity(
+            authorization=authorization,
+            route_secret=self.secrets.route_secret() if self.ha else "",
+            tls=node_tls,
+        )
+
+    def _access(self, identity: str) -> Access:
+        return Access(self.secrets.creds(identity), self.ca)
+
+    def _access_argv(self, identity: str) -> list[str]:
+        argv = ["--creds", str(self.secrets.creds(identity))]
+        return [*argv, "--tls-ca", str(self.ca)] if self.ca else argv
+
     # ---- processes ----
 
     def _plan_processes(self) -> None:
@@ -121,7 +170,7 @@ class Supervisor:
             for suffix in replicas:
                 replica = f"{name}-{suffix}" if suffix else name
                 argv = [f"services.{name}", "--nats", self.nats.url, "--replica", replica]
-                self._add(replica, [*argv, *common])
+                self._add(replica, [*argv, *self._access_argv(name), *common])
         for server in self.config.servers:
             argv = [
                 "services.heartbeat",
@@ -129,13 +178,15 @@ class Supervisor:
                 server.id,
                 "--nats",
                 self.relays[server.id].url,
+                *self._access_argv(f"agent-{server.id}"),
             ]
             self._add(f"agent-{server.id}", [*argv, *common])
         # Stateless: one console, in HA too. Its port is kept across its restarts, so the
         # URL printed at start stays good.
         self.console_port = self._free_port()
+        # The console confirms failbacks: it is the administrator's (docs/security.md).
         argv = ["services.console", "--nats", self.nats.url, "--port", str(self.console_port)]
-        self._add("console", [*argv, *common])
+        self._add("console", [*argv, *self._access_argv("admin"), *common])
 
     @property
     def console_url(self) -> str:
@@ -266,6 +317,8 @@ class Supervisor:
                 "supervisor_pid": os.getpid(),
                 "console_url": self.console_url,
                 "config": str(self.config_path) if self.config_path else None,
+                "secrets": str(self.secrets.path),
+                "tls_ca": str(self.ca) if self.ca else None,
             },
         )
 

@@ -8,7 +8,7 @@ import sys
 
 from services.console.app import ConsoleService
 from shared.config import ClusterConfig
-from shared.lifecycle import service_arguments, service_main
+from shared.lifecycle import access_of, service_arguments, service_main
 
 DEFAULT_PORT = 8080
 
@@ -44,6 +44,7 @@ def build(args: argparse.Namespace, _: ClusterConfig) -> ConsoleService:
         port=args.port,
         data_dir=args.data,
         allowed_hosts=tuple(args.allow_host),
+        access=access_of(args),
     )
 
 

@@ -41,7 +41,7 @@ from services.console.feed import HISTORY, Feed
 from services.placement.state import Placement
 from shared import subjects
 from shared.bounded import cancel_all, raise_if_cancelled
-from shared.bus import Bus, is_transient, read_leases
+from shared.bus import Access, Bus, is_transient, read_leases
 from shared.errors import BlazeError, RequestRefusedError
 from shared.logs import OncePerInterval
 from shared.messages import FailbackRequest, Reply
@@ -90,8 +90,10 @@ class ConsoleService:
         port: int = 8080,
         data_dir: Path | None = None,
         allowed_hosts: tuple[str, ...] = (),
+        access: Access | None = None,
     ) -> None:
         self.nats_url = nats_url
+        self.access = access
         self.host = host
         self.port = port
         self.data_dir = data_dir
@@ -123,7 +125,7 @@ class ConsoleService:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve the page and follow the cluster until ``stop``; a fatal error in
         either loop stops the rest and is raised."""
-        self._bus = bus = await Bus.connect(self.nats_url, "console")
+        self._bus = bus = await Bus.connect(self.nats_url, "console", access=self.access)
         runner = web.AppRunner(self.application(), access_log=None, shutdown_timeout=SHUTDOWN_S)
         try:
             await bus.announce(

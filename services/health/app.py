@@ -12,7 +12,7 @@ from typing import Any
 from services.health.detector import Decision, Detector, HealthEvent, Probe
 from shared import subjects
 from shared.bounded import cancel_all
-from shared.bus import Bus
+from shared.bus import Access, Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError, NoRespondersError, RequestTimeoutError
 from shared.lease import ReplicatedService, Term
@@ -46,8 +46,14 @@ class HealthService(ReplicatedService):
     SERVICE = "health"
     DESCRIPTION = "failure detection (R2, R3, R6, R7)"
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
-        super().__init__(config, nats_url, replica)
+    def __init__(
+        self,
+        config: ClusterConfig,
+        nats_url: str,
+        replica: str | None = None,
+        access: Access | None = None,
+    ) -> None:
+        super().__init__(config, nats_url, replica, access)
         self.detector = self._new_detector()
         self._published: Counter[str] = Counter()
         self._publish_lock = asyncio.Lock()

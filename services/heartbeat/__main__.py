@@ -9,7 +9,7 @@ from pathlib import Path
 from services.heartbeat.app import Agent, AgentSettings
 from shared.config import ClusterConfig
 from shared.errors import ConfigError
-from shared.lifecycle import service_arguments, service_main
+from shared.lifecycle import access_of, service_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:
@@ -33,6 +33,7 @@ def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:
             nats_url=args.nats,
             timing=config.timing,
             sync=config.sync,
+            access=access_of(args),
         )
     )
 

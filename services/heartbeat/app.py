@@ -17,7 +17,7 @@ from services.heartbeat.ledger import EpochLedger
 from services.heartbeat.recorder import Recorder, SimulatedRecorder
 from services.heartbeat.storage import StorageHealth
 from shared import subjects
-from shared.bus import Bus
+from shared.bus import Access, Bus
 from shared.config import SyncSettings, Timing
 from shared.errors import ClusterUnreachableError
 from shared.logs import bind_log_context
@@ -48,6 +48,8 @@ class AgentSettings:
     nats_url: str
     timing: Timing
     sync: SyncSettings = field(default_factory=SyncSettings)
+    access: Access | None = None
+    """This server's own NATS identity (issue 7); None: no credentials."""
 
 
 class Agent:
@@ -107,7 +109,7 @@ class Agent:
             await self.footage.open(s.state_dir / "footage.db")
             resources.push_async_callback(self.footage.close)
             resources.push_async_callback(self.recorder.close)
-            self._bus = await _connect_until(s.nats_url, f"agent-{s.server_id}", stop)
+            self._bus = await _connect_until(s, stop)
             if self._bus is None:
                 return
             resources.push_async_callback(self._bus.close)
@@ -308,12 +310,13 @@ class Agent:
         )
 
 
-async def _connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
+async def _connect_until(settings: AgentSettings, stop: asyncio.Event) -> Bus | None:
     """Keep trying to connect until it works or we are stopped."""
     delay = 0.2
+    name = f"agent-{settings.server_id}"
     while not stop.is_set():
         try:
-            return await Bus.connect(url, name)
+            return await Bus.connect(settings.nats_url, name, access=settings.access)
         except ClusterUnreachableError as exc:
             log.warning("%s; retrying in %.1f s", exc, delay)
             try:

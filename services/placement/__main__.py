@@ -7,12 +7,12 @@ import sys
 
 from services.placement.app import PlacementService
 from shared.config import ClusterConfig
-from shared.lifecycle import replicated_arguments, service_main
+from shared.lifecycle import access_of, replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> PlacementService:
     """The placement service for this cluster."""
-    return PlacementService(config, args.nats, args.replica)
+    return PlacementService(config, args.nats, args.replica, access_of(args))
 
 
 def main() -> int:

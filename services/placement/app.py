@@ -22,7 +22,7 @@ from typing import Any
 from services.placement.state import CameraState, Notice, Placement
 from shared import subjects
 from shared.bounded import cancel_all, raise_if_cancelled
-from shared.bus import Bus
+from shared.bus import Access, Bus
 from shared.config import ClusterConfig
 from shared.errors import BusError
 from shared.lease import ReplicatedService, Term
@@ -71,8 +71,14 @@ class PlacementService(ReplicatedService):
     SERVICE = "placement"
     DESCRIPTION = "who records which camera (R4-R8, R10)"
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
-        super().__init__(config, nats_url, replica)
+    def __init__(
+        self,
+        config: ClusterConfig,
+        nats_url: str,
+        replica: str | None = None,
+        access: Access | None = None,
+    ) -> None:
+        super().__init__(config, nats_url, replica, access)
         self.state = Placement()
         self._revision: int | None = None
         self._wake_sender = asyncio.Event()

@@ -7,12 +7,12 @@ import sys
 
 from services.sync.app import SyncService
 from shared.config import ClusterConfig
-from shared.lifecycle import replicated_arguments, service_main
+from shared.lifecycle import access_of, replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> SyncService:
     """The sync service for this cluster."""
-    return SyncService(config, args.nats, args.replica)
+    return SyncService(config, args.nats, args.replica, access_of(args))
 
 
 def main() -> int:

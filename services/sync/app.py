@@ -25,7 +25,7 @@ from services.sync.jobs import about, away_jobs, fetch_timeout, resume
 from services.sync.stints import Stint, StintLog
 from shared import subjects
 from shared.bounded import cancel_all, for_each, raise_if_cancelled
-from shared.bus import Bus
+from shared.bus import Access, Bus
 from shared.config import ClusterConfig, Retention
 from shared.errors import BusError, WriteConflictError
 from shared.lease import ReplicatedService, Term
@@ -69,8 +69,14 @@ class SyncService(ReplicatedService):
     SERVICE = "sync"
     DESCRIPTION = "footage back home after failback (R9)"
 
-    def __init__(self, config: ClusterConfig, nats_url: str, replica: str | None = None) -> None:
-        super().__init__(config, nats_url, replica)
+    def __init__(
+        self,
+        config: ClusterConfig,
+        nats_url: str,
+        replica: str | None = None,
+        access: Access | None = None,
+    ) -> None:
+        super().__init__(config, nats_url, replica, access)
         self.settings = config.sync
         self._servers = frozenset(s.id for s in config.servers)
         self._cameras = frozenset(c.id for c in config.cameras)

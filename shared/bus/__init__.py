@@ -1,9 +1,11 @@
 """The bus: the only package that imports ``nats``."""
 
 from shared.bus.connection import Bus, is_transient, read_leases
+from shared.bus.credentials import Access, SecretsDir
 from shared.bus.natsserver import (
     NatsCluster,
     NatsServer,
+    ServerSecurity,
     embedded_cluster,
     embedded_server,
     find_nats_server,
@@ -11,9 +13,12 @@ from shared.bus.natsserver import (
 )
 
 __all__ = [
+    "Access",
     "Bus",
     "NatsCluster",
     "NatsServer",
+    "SecretsDir",
+    "ServerSecurity",
     "embedded_cluster",
     "embedded_server",
     "find_nats_server",

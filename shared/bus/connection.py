@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import subjects
 from shared.bounded import raise_if_cancelled
+from shared.bus.credentials import Access
 from shared.bus.micro import StatusSource, add_status_service
 from shared.errors import (
     BlazeError,
@@ -37,7 +38,7 @@ from shared.errors import (
 )
 from shared.logs import OncePerInterval
 from shared.messages import MAX_MESSAGE_BYTES, AnyEvent, Message, encode, parse_event
-from shared.metrics import EVENTS_PUBLISHED, READINESS, REJECTED
+from shared.metrics import EVENTS_PUBLISHED, PERMISSION_DENIED, READINESS, REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,19 @@ class Bus:
         connect_timeout: float = 2.0,
         ping_interval: float = 1.0,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        access: Access | None = None,
     ) -> Bus:
-        """Connect; with ``reconnect`` it keeps trying forever after the first success."""
+        """Connect; with ``reconnect`` it keeps trying forever after the first success.
+        ``access`` says who this process is to NATS and which CA it trusts (issue 7);
+        without it, no credentials and no TLS."""
+        options = access.connect_options() if access is not None else {}
+        denials = OncePerInterval(log)
 
         async def error_cb(exc: Exception) -> None:
+            if "permissions violation" in str(exc).lower():
+                PERMISSION_DENIED.inc()
+                denials.warning(str(exc), "NATS refused %s: %s", name, exc)
+                return
             log.debug("nats: %s", exc)
 
         async def disconnected_cb() -> None:
@@ -150,6 +160,7 @@ class Bus:
                 max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
                 ping_interval=ping_interval,
                 max_outstanding_pings=2,
+                **options,
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc

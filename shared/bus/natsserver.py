@@ -22,8 +22,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from shared.bus.credentials import write_private
+from shared.bus.tls import NodeTls
+from shared.children import die_with_parent
 from shared.errors import NatsServerError
-from shared.lifecycle import die_with_parent
 
 MINIMUM_VERSION = (2, 11, 0)
 PORT_RETRIES = 3
@@ -89,6 +91,17 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
+class ServerSecurity:
+    """Who may connect and how (issue 7): the ``authorization`` block (one nkey user per
+    identity, ``credentials.SecretsDir.generate``), the password cluster nodes route to
+    each other with, and the node's TLS files. Empty: open, plain text (tests only)."""
+
+    authorization: str = ""
+    route_secret: str = ""
+    tls: NodeTls | None = None
+
+
+@dataclass(frozen=True)
 class NatsServerConfig:
     """What the embedded server needs: ports and a store directory."""
 
@@ -112,6 +125,7 @@ class NatsServerConfig:
     leaf_remotes: tuple[int, ...] = ()
     """Site side: the hub's leaf-node ports (one per hub node); the link logs in as the
     site named by ``domain``."""
+    security: ServerSecurity = ServerSecurity()
 
     def __post_init__(self) -> None:
         for name in (self.domain, *self.hub_sites):
@@ -121,6 +135,8 @@ class NatsServerConfig:
             raise NatsServerError("a hub with sites needs a leafnode_port")
         if self.leaf_remotes and not self.domain:
             raise NatsServerError("a site's leaf node needs a domain: its site name")
+        if self.hub_sites and self.security.authorization:
+            raise NatsServerError("a hub's site accounts and per-identity users do not mix yet")
 
     def render(self) -> str:
         """nats-server config text: loopback only, JetStream, fast dead-peer detection."""
@@ -140,22 +156,49 @@ class NatsServerConfig:
             # Every acknowledged event is on disk on a majority of nodes (R11, R12).
             lines.append("  sync_interval: always")
         lines.append("}")
+        lines += self._render_tls("")
         if self.cluster_port is not None:
-            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
-            lines += [
-                f"server_name: {self.name}",
-                "cluster {",
-                # Unique per embedded cluster: two on one machine can never join up.
-                f"  name: blaze-{min(self.routes)}",
-                f"  listen: 127.0.0.1:{self.cluster_port}",
-                f"  routes: [{routes}]",
-                # Clients keep to the URLs they were given: a server behind black-hole
-                # relays must not escape a cut by reconnecting to a node it learnt of.
-                "  no_advertise: true",
-                "}",
-            ]
+            lines += self._render_cluster()
+        if self.security.authorization:
+            lines.append(self.security.authorization)
         lines += self._render_leafnodes()
         return "\n".join([*lines, ""])
+
+    def _render_tls(self, indent: str) -> list[str]:
+        """A ``tls`` block: clients check the node against the CA; between nodes, both
+        ends verify each other (nats-server always does so on routes)."""
+        tls = self.security.tls
+        if tls is None:
+            return []
+        return [
+            f"{indent}tls {{",
+            f'{indent}  cert_file: "{tls.cert}"',
+            f'{indent}  key_file: "{tls.key}"',
+            f'{indent}  ca_file: "{tls.ca}"',
+            f"{indent}  timeout: 2",
+            f"{indent}}}",
+        ]
+
+    def _render_cluster(self) -> list[str]:
+        secret = self.security.route_secret
+        login = f"route:{secret}@" if secret else ""
+        routes = ", ".join(f"nats-route://{login}127.0.0.1:{p}" for p in self.routes)
+        lines = [
+            f"server_name: {self.name}",
+            "cluster {",
+            # Unique per embedded cluster: two on one machine can never join up.
+            f"  name: blaze-{min(self.routes)}",
+            f"  listen: 127.0.0.1:{self.cluster_port}",
+            f"  routes: [{routes}]",
+            # Clients keep to the URLs they were given: a server behind black-hole
+            # relays must not escape a cut by reconnecting to a node it learnt of.
+            "  no_advertise: true",
+        ]
+        if secret:
+            # Without it, anything local could join as a route and bypass every permission.
+            lines.append(f'  authorization {{ user: route, password: "{secret}" }}')
+        lines += self._render_tls("  ")
+        return [*lines, "}"]
 
     def _render_leafnodes(self) -> list[str]:
         """A hub's accounts and leaf-node listener; a site's link to its hub.
@@ -238,7 +281,7 @@ class NatsServer:
         return "address already in use" in text and any(p in text for p in ports)
 
     def _start_once(self, binary: Path, timeout: float) -> None:
-        self._config_path.write_text(self.config.render())
+        write_private(self._config_path, self.config.render())  # may hold the route password
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(binary), "-c", str(self._config_path)],
@@ -317,6 +360,7 @@ def embedded_server(
     leafnode_port: int | None = None,
     hub_sites: tuple[str, ...] = (),
     leaf_remotes: tuple[int, ...] = (),
+    security: ServerSecurity = ServerSecurity(),
 ) -> NatsServer:
     """A loopback nats-server storing JetStream under ``data_dir/nats``. With
     ``leafnode_port`` and ``hub_sites`` it is a hub; with ``leaf_remotes`` a site's leaf
@@ -331,6 +375,7 @@ def embedded_server(
         leafnode_port=leafnode_port,
         hub_sites=hub_sites,
         leaf_remotes=leaf_remotes,
+        security=security,
     )
     return NatsServer(config, data_dir / "nats-server.conf", data_dir / "nats-server.log")
 
@@ -391,7 +436,9 @@ def _healthy(monitor_port: int) -> bool:
         connection.close()
 
 
-def embedded_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
+def embedded_cluster(
+    data_dir: Path, size: int = 3, security: ServerSecurity = ServerSecurity()
+) -> NatsCluster:
     """A loopback cluster of ``size`` nodes, node ``i`` storing under ``data_dir/nats-i``."""
     cluster_ports = tuple(free_port() for _ in range(size))
     nodes = []
@@ -405,6 +452,7 @@ def embedded_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
             name=f"nats-{i}",
             cluster_port=cluster_ports[i - 1],
             routes=cluster_ports,
+            security=security,
         )
         nodes.append(NatsServer(config, data_dir / f"nats-{i}.conf", data_dir / f"nats-{i}.log"))
     return NatsCluster(nodes)

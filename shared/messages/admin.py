@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from shared.messages.base import Message, ServerId
+from shared.messages.base import ChannelCapacity, Message, ServerId
 
 
 class FailbackRequest(Message):
@@ -20,7 +20,7 @@ class CapacityRequest(Message):
     """Change a server's channel capacity at run time (a license change)."""
 
     server: ServerId
-    capacity: int = Field(ge=0, le=100_000)
+    capacity: ChannelCapacity
     by: str = Field("admin", max_length=64)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter
 
-from shared.messages.base import CameraId, Epoch, Message, ServerId
+from shared.messages.base import CameraId, ChannelCapacity, Count, Epoch, Message, ServerId
 from shared.messages.commands import Assignment, Refusal
 
 
@@ -95,7 +95,7 @@ class CapacityChanged(Event):
 
     type: Literal["capacity_changed"] = "capacity_changed"
     server: ServerId
-    capacity: int = Field(ge=0)
+    capacity: ChannelCapacity
     by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
@@ -122,7 +122,7 @@ class DrainCompleted(Event):
 
     type: Literal["drain_completed"] = "drain_completed"
     server: ServerId
-    cameras_left: int = Field(ge=0, description="Cameras still recording on it: no free channel.")
+    cameras_left: Count = Field(description="Cameras still recording on it: no free channel.")
 
 
 class CameraMovePlanned(Event):
@@ -177,7 +177,7 @@ class FailbackStarted(Event):
 
     type: Literal["failback_started"] = "failback_started"
     server: ServerId
-    cameras: int = Field(ge=0, description="Cameras that go home.")
+    cameras: Count = Field(description="Cameras that go home.")
     cause: FailureCause
 
 
@@ -186,7 +186,7 @@ class FailbackCompleted(Event):
 
     type: Literal["failback_completed"] = "failback_completed"
     server: ServerId
-    cameras: int = Field(ge=0, description="Its cameras recording at home now.")
+    cameras: Count = Field(description="Its cameras recording at home now.")
 
 
 class ClaimsConfirmed(Event):
@@ -220,7 +220,7 @@ class FailoversHeld(Event):
 
     type: Literal["failovers_held"] = "failovers_held"
     servers: tuple[ServerId, ...] = Field(description="The silent servers.")
-    total: int = Field(ge=0, description="Servers watched.")
+    total: Count = Field(description="Servers watched.")
     share: float = Field(ge=0, description="The configured mass-silence share.")
 
 
@@ -232,8 +232,8 @@ class SyncStarted(Event):
     camera: CameraId
     source: ServerId
     epoch: Epoch
-    segments: int = Field(ge=0)
-    bytes: int = Field(ge=0)
+    segments: Count
+    bytes: Count
 
 
 class SyncProgress(Event):
@@ -241,11 +241,11 @@ class SyncProgress(Event):
 
     type: Literal["sync_progress"] = "sync_progress"
     server: ServerId
-    jobs_open: int = Field(ge=0)
-    segments_done: int = Field(ge=0)
-    segments_total: int = Field(ge=0)
-    bytes_done: int = Field(ge=0)
-    bytes_total: int = Field(ge=0)
+    jobs_open: Count
+    segments_done: Count
+    segments_total: Count
+    bytes_done: Count
+    bytes_total: Count
 
 
 class SyncCompleted(Event):
@@ -256,9 +256,9 @@ class SyncCompleted(Event):
     camera: CameraId
     source: ServerId
     epoch: Epoch
-    segments: int = Field(ge=0)
-    bytes: int = Field(ge=0)
-    refetched_chunks: int = Field(0, ge=0)
+    segments: Count
+    bytes: Count
+    refetched_chunks: Count = 0
     seconds: float = Field(ge=0)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.messages.base import CameraId, Epoch, Message, ServerId
+from shared.messages.base import CameraId, ChannelCapacity, Count, Epoch, Message, ServerId
 
 
 class Heartbeat(Message):
@@ -12,8 +12,8 @@ class Heartbeat(Message):
 
     server: ServerId
     boot_id: str = Field(min_length=1, max_length=64, description="New at every agent start.")
-    sequence: int = Field(ge=0, description="Counts up from 0 within one boot.")
-    capacity: int = Field(ge=0, description="Channel capacity the server reports.")
+    sequence: Count = Field(description="Counts up from 0 within one boot.")
+    capacity: ChannelCapacity = Field(description="Channel capacity the server reports.")
     hosted: dict[CameraId, Epoch] = Field(
         default_factory=dict, description="Cameras it records now, with their epochs."
     )

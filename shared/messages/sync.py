@@ -13,9 +13,12 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from shared.messages.base import CameraId, Epoch, Message, ServerId
+from shared.messages.base import CameraId, Count, Epoch, Message, ServerId
 
 SegmentName = str
+MAX_SEGMENT_BYTES = 1 << 34
+"""The largest segment file. An offset into a segment stays within it: far past the end,
+``seek`` fails (ext4 refuses offsets past 16 TiB) instead of reading nothing."""
 
 
 class Segment(Message):
@@ -24,7 +27,7 @@ class Segment(Message):
     name: SegmentName = Field(
         min_length=1, max_length=128, pattern=r"^[0-9TZ.]+_e[0-9]+\.seg$", description="File name."
     )
-    size: int = Field(ge=0, le=1 << 34)
+    size: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="Absent when the list was asked without."
     )
@@ -53,7 +56,7 @@ class ReadChunk(Message):
 
     camera: CameraId
     name: SegmentName = Field(max_length=128, pattern=r"^[0-9TZ.]+_e[0-9]+\.seg$")
-    offset: int = Field(ge=0)
+    offset: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
     length: int = Field(ge=1, le=1 << 20)
 
 
@@ -70,7 +73,7 @@ class FetchResult(Message):
 
     ok: bool
     already: bool = Field(False, description="It was home and verified before this request.")
-    refetched_chunks: int = Field(0, ge=0, description="Chunks that failed their check.")
+    refetched_chunks: Count = Field(0, description="Chunks that failed their check.")
     reason: str = Field("", max_length=500)
 
 
@@ -107,10 +110,10 @@ class SyncJob(Message):
     source: ServerId
     epoch: Epoch
     state: JobState = JobState.QUEUED
-    segments_total: int = Field(0, ge=0)
-    segments_done: int = Field(0, ge=0)
-    bytes_total: int = Field(0, ge=0)
-    bytes_done: int = Field(0, ge=0)
+    segments_total: Count = 0
+    segments_done: Count = 0
+    bytes_total: Count = 0
+    bytes_done: Count = 0
     reason: str = Field("", max_length=500)
 
     @property
