@@ -5,6 +5,7 @@ BlazeError                     base; ``retryable`` says whether trying again can
 ├── NatsServerError            no usable nats-server binary, or it would not start
 ├── ClusterUnreachableError    the command line cannot reach the cluster
 ├── RequestRefusedError        a service refused an administrator's request (with reason)
+├── PermissionDeniedError      NATS does not let this identity publish there (issue 7)
 └── BusError                   a bus operation did not complete (retryable)
     ├── NoRespondersError      nobody listens on the subject
     ├── RequestTimeoutError    no answer in time
@@ -53,6 +54,18 @@ class RequestRefusedError(BlazeError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PermissionDeniedError(BlazeError):
+    """NATS refused to let this identity publish on ``subject`` (docs/security.md): a
+    retry with the same credentials cannot help."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"NATS refused this identity publishing on {subject}: its credentials do not "
+            "allow it (see docs/security.md; changes need the admin identity)"
+        )
+        self.subject = subject
 
 
 class BusError(BlazeError):

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -33,6 +35,7 @@ from shared.errors import (
     MalformedReplyError,
     NoRespondersError,
     NotABlazeClusterError,
+    PermissionDeniedError,
     RequestTimeoutError,
     WriteConflictError,
 )
@@ -68,6 +71,12 @@ TRANSIENT_NATS_ERRORS = (
 )
 """nats-py errors that a moment later, or on another node, may not happen again."""
 
+DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+"""How nats-py reports a publish NATS refused this identity (issue 7)."""
+
+MAX_DENIED_REMEMBERED = 1000
+"""Refused subjects a connection remembers (forgotten all at once past this)."""
+
 STREAM_EXISTS = 10058
 """JetStream's error code for a stream (or bucket) that exists with another config."""
 
@@ -93,10 +102,19 @@ EVENTS_LABEL = rejection_label(subjects.EVENTS_ALL)
 class Bus:
     """One service's connection to the cluster."""
 
-    def __init__(self, nc: Any, name: str, reconnects: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        nc: Any,
+        name: str,
+        reconnects: list[int] | None = None,
+        denied: dict[str, float] | None = None,
+    ) -> None:
         self.nc = nc
         self.reconnects = reconnects if reconnects is not None else [0]
         """How often the connection came back (``events`` rebuilds its consumer then)."""
+        self.denied = denied if denied is not None else {}
+        """Subjects NATS refused this identity (lower case, as NATS reports them) and when
+        (monotonic): a request on one that gets no answer was never delivered."""
         self.js = nc.jetstream(timeout=5.0)
         self.name = name
         self._rejections = OncePerInterval(log)
@@ -126,13 +144,18 @@ class Bus:
         without it, no credentials and no TLS."""
         options = access.connect_options() if access is not None else {}
         denials = OncePerInterval(log)
+        denied: dict[str, float] = {}
 
         async def error_cb(exc: Exception) -> None:
-            if "permissions violation" in str(exc).lower():
-                PERMISSION_DENIED.inc()
-                denials.warning(str(exc), "NATS refused %s: %s", name, exc)
+            refused = DENIED.search(str(exc))
+            if refused is None:
+                log.debug("nats: %s", exc)
                 return
-            log.debug("nats: %s", exc)
+            PERMISSION_DENIED.inc()
+            denials.warning(str(exc), "NATS refused %s: %s", name, exc)
+            if len(denied) >= MAX_DENIED_REMEMBERED:
+                denied.clear()
+            denied[refused.group(1)] = time.monotonic()
 
         async def disconnected_cb() -> None:
             log.info("disconnected from %s", url)
@@ -145,8 +168,9 @@ class Bus:
             if on_reconnect is not None:
                 await on_reconnect()
 
+        nc = nats.NATS()
         try:
-            nc = await nats.connect(
+            await nc.connect(
                 servers=cluster_urls(url),
                 name=name,
                 error_cb=error_cb,
@@ -163,10 +187,11 @@ class Bus:
                 **options,
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
+            _close_socket(nc)
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
         if reconnect:
             nc.options["max_reconnect_attempts"] = -1  # once connected, never give up
-        bus = cls(nc, name, reconnects)
+        bus = cls(nc, name, reconnects, denied)
         bus.stream_replicas = stream_replicas(url)
         return bus
 
@@ -307,6 +332,8 @@ class Bus:
         except nats.errors.NoRespondersError as exc:
             raise NoRespondersError(subject) from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:
+            if subject.lower() in self.denied:
+                raise PermissionDeniedError(subject) from exc
             raise RequestTimeoutError(subject, timeout) from exc
         return bytes(msg.data), dict(msg.headers or {})
 
@@ -674,6 +701,15 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, nats.js.errors.APIError):
         return bool(error.code == HTTPStatus.SERVICE_UNAVAILABLE)
     return isinstance(error, BlazeError) and error.retryable
+
+
+def _close_socket(nc: Any) -> None:
+    """nats-py leaves the socket of a refused login or TLS handshake open, and its
+    ``close()`` waits forever in that state: close the transport itself."""
+    transport = getattr(nc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()
 
 
 def cluster_urls(url: str) -> list[str]:
