@@ -4,6 +4,7 @@ BlazeError                     base; ``retryable`` says whether trying again can
 ├── ConfigError                the cluster config is invalid (names the entry)
 ├── NatsServerError            no usable nats-server binary, or it would not start
 ├── ClusterUnreachableError    the command line cannot reach the cluster
+│   └── LoginRefusedError      NATS refused these credentials (or their absence)
 ├── RequestRefusedError        a service refused an administrator's request (with reason)
 ├── PermissionDeniedError      NATS does not let this identity publish there (issue 7)
 └── BusError                   a bus operation did not complete (retryable)
@@ -39,6 +40,17 @@ class ClusterUnreachableError(BlazeError):
         super().__init__(f"cannot reach the cluster at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class LoginRefusedError(ClusterUnreachableError):
+    """NATS answers but refuses the login: no credentials, or ones it does not know."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            "NATS refused the login: give this identity's seed with --creds FILE or "
+            "BLAZE_NATS_CREDS (docs/security.md)",
+        )
 
 
 class NotABlazeClusterError(BlazeError):

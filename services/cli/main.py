@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import socket
 import sys
 from collections.abc import Sequence
@@ -227,6 +228,8 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
 
 
 async def _client_command(args: argparse.Namespace) -> int:
+    # One clear line per failure: the library's warnings (a refusal, a retry) would repeat it.
+    logging.basicConfig(level=logging.ERROR, format="blaze: %(message)s")
     url, access = _cluster(args)
     bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False, access=access)
     try:

@@ -32,6 +32,7 @@ from shared.errors import (
     BlazeError,
     ClusterUnreachableError,
     ConfigError,
+    LoginRefusedError,
     MalformedReplyError,
     NoRespondersError,
     NotABlazeClusterError,
@@ -188,6 +189,8 @@ class Bus:
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             _close_socket(nc)
+            if "authorization violation" in str(exc).lower():
+                raise LoginRefusedError(url) from exc
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
         if reconnect:
             nc.options["max_reconnect_attempts"] = -1  # once connected, never give up

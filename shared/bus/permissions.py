@@ -21,7 +21,7 @@ from shared.bus.micro import STATUS_ROOT
 AGENT_PREFIX = "agent-"
 SERVICE_ROLES = ("health", "placement", "sync")
 FIXED_ROLES = (*SERVICE_ROLES, "admin", "monitor", "sim")
-SERVER = "<server>"
+SERVER = "{server}"
 """How the matrix writes an agent's own server id."""
 
 _JS = "$JS.API"
@@ -50,8 +50,18 @@ def _read_stream(stream: str) -> tuple[str, ...]:
     )
 
 
-READ = (f"{_JS}.INFO", *(s for stream in _STREAMS for s in _read_stream(stream)))
-"""Follow the event log and read every bucket (placement, sync progress, leases)."""
+READ = (
+    f"{_JS}.INFO",
+    f"{_JS}.STREAM.NAMES",
+    f"{_JS}.STREAM.LIST",
+    *(s for stream in _STREAMS for s in _read_stream(stream)),
+    # An integrator's durable pull consumer on the event log (docs/events.md).
+    f"{_JS}.CONSUMER.DURABLE.CREATE.{_EVENTS_STREAM}.>",
+    f"{_JS}.CONSUMER.MSG.NEXT.{_EVENTS_STREAM}.>",
+    f"$JS.ACK.{_EVENTS_STREAM}.>",
+)
+"""Follow the event log (live, or with a durable consumer of one's own) and read every
+bucket (placement, sync progress, leases)."""
 
 ASK_STATUS = ("$SRV.>", f"{STATUS_ROOT}.>")
 """Ask any process for its micro-service info, stats and status (R13)."""
@@ -224,7 +234,7 @@ def matrix_markdown() -> str:
         ]
         if extras:
             pub += "<br>" + ", ".join(f"**{e}**" for e in extras)
-        sub = _cell((*g.subscribe, "_INBOX.&lt;own key&gt;.>"))
+        sub = _cell((*g.subscribe, "_INBOX.{own public key}.>"))
         rows.append(f"| `{g.role}` | {pub} | {sub} | {'yes' if g.responds else 'no'} |")
     return "\n".join(rows) + "\n"
 

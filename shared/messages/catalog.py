@@ -1,7 +1,8 @@
 """The event catalog (R13): docs/asyncapi.yaml and the generated parts of docs/events.md,
-made from the pydantic models and the subject builders (``shared.messages.channels``).
+made from the pydantic models and the subject builders (``shared.messages.channels``);
+and the permission matrix of docs/security.md (``shared.bus.permissions``, issue 7).
 
-``python -m shared.messages.catalog --write`` rewrites both; ``--check`` exits 1 when either
+``python -m shared.messages.catalog --write`` rewrites them; ``--check`` exits 1 when one
 is stale, as ``tests/unit/test_catalog.py`` does.
 """
 
@@ -23,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared import __version__, subjects
 from shared.bus.connection import EVENT_DUPLICATE_WINDOW_S
+from shared.bus.permissions import matrix_markdown
 from shared.messages.base import MAX_MESSAGE_BYTES
 from shared.messages.channels import (
     BUCKETS,
@@ -175,7 +177,7 @@ def fill(text: str, sections: dict[str, str]) -> str:
         start = text.find(begin)
         stop = text.find(end, start)
         if start < 0 or stop < 0:
-            raise ValueError(f"docs/events.md lacks the markers of section {name!r}: {begin!r}")
+            raise ValueError(f"the document lacks the markers of section {name!r}: {begin!r}")
         text = text[: start + len(begin)] + "\n" + body + "\n" + text[stop:]
     return text
 
@@ -478,10 +480,11 @@ def asyncapi_yaml() -> str:
 
 def _contents(docs: Path) -> dict[Path, str]:
     """What each generated file must contain."""
-    events = docs / "events.md"
+    events, security = docs / "events.md", docs / "security.md"
     return {
         docs / "asyncapi.yaml": asyncapi_yaml(),
         events: fill(events.read_text(), generated_sections()),
+        security: fill(security.read_text(), {"permission matrix": matrix_markdown()}),
     }
 
 

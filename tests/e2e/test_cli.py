@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -114,6 +115,9 @@ BAD_ARGUMENTS = [
     (["sim", "explode", "rs-1"], "invalid choice: 'explode'"),
     (["status", "--bogus"], "unrecognized arguments: --bogus"),
     (["up", "--config"], "expected one argument"),
+    # Issue 7: credentials that cannot be used are refused before any connection.
+    (["status", "--nats", "nats://127.0.0.1:9", "--creds", "/no/such.nk"], "credentials /no"),
+    (["secrets"], "required: --out"),
 ]
 
 
@@ -515,6 +519,17 @@ class BlazeUp:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def permission_violations(self) -> list[str]:
+        """What the NATS nodes refused and the processes were told was refused (issue 7):
+        in normal operation, nothing. Every process runs as its own identity."""
+        logs = [*self.data.glob("nats-*.log"), *(self.data / "logs").glob("*.log")]
+        return [
+            line
+            for path in logs
+            for line in path.read_text(errors="replace").splitlines()
+            if "Violation" in line or "NATS refused" in line
+        ]
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[BlazeUp]:
@@ -641,6 +656,28 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
     assert ("c21", "rs-2") in {(e["camera"], e["from"]) for e in moved}
     assert len(cluster.ok("events").splitlines()) == len(events)
 
+    # Issue 7: every process did all of the above under its own identity, within its
+    # permissions; the secrets are private; the monitor (the reading commands' identity)
+    # cannot confirm a failback.
+    assert cluster.permission_violations() == []
+    secrets = cluster.data / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in secrets.glob("*.nk")} == {0o600}
+    nats_url = json.loads((cluster.data / "cluster.json").read_text())["nats_url"]
+    as_monitor = blaze(
+        "failback",
+        "rs-1",
+        "--nats",
+        nats_url,
+        "--creds",
+        str(secrets / "monitor.nk"),
+        cwd=cluster.root,
+    )
+    assert as_monitor.returncode == 2
+    assert "NATS refused this identity publishing on blaze.admin.failback" in one_error_line(
+        as_monitor
+    )
+
     # SIGINT: everything stops, in time, and nothing is left behind.
     assert cluster.process is not None
     os.killpg(cluster.process.pid, signal.SIGINT)
@@ -657,8 +694,9 @@ def test_blaze_up_fails_over_fails_back_restarts_services_and_stops_cleanly(
 
 @pytest.fixture
 def ha_cluster(tmp_path: Path) -> Iterator[BlazeUp]:
-    """``blaze up --ha``: three NATS nodes and two replicas of each service."""
-    up = BlazeUp(tmp_path, "--ha")
+    """``blaze up --ha --tls``: three NATS nodes and two replicas of each service, every
+    connection (clients and routes) under TLS with a generated CA (issue 7)."""
+    up = BlazeUp(tmp_path, "--ha", "--tls")
     try:
         up.start()
         yield up
@@ -692,6 +730,8 @@ def test_blaze_up_ha_shows_its_leaders_survives_a_killed_leader_and_stops_cleanl
     cluster.wait(failed_over("rs-1", "storage_failed"), 30, "failed over after the kill")
     epochs = _placement_epochs(cluster, "placement-a") + _placement_epochs(cluster, "placement-b")
     assert max(epochs) > killed_epoch, "the next leader did not lead under a newer epoch"
+    assert cluster.permission_violations() == []
+    assert all("tls {" in p.read_text() for p in cluster.data.glob("nats-*.conf"))
 
     assert cluster.process is not None
     os.killpg(cluster.process.pid, signal.SIGINT)

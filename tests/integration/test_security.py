@@ -23,7 +23,12 @@ from shared import subjects
 from shared.bus import Access, Bus, NatsServer, SecretsDir, ServerSecurity, embedded_server
 from shared.bus.credentials import new_seed
 from shared.bus.tls import generate as generate_tls
-from shared.errors import ClusterUnreachableError, ConfigError, PermissionDeniedError
+from shared.errors import (
+    ClusterUnreachableError,
+    ConfigError,
+    LoginRefusedError,
+    PermissionDeniedError,
+)
 from shared.messages import FailbackRequest, Reply
 from tests.helpers import eventually
 
@@ -219,12 +224,12 @@ async def test_issue7_no_or_unknown_credentials_cannot_connect(
     secured: Secured, tmp_path: Path
 ) -> None:
     """Anonymous clients and seeds the server does not know are turned away."""
-    with pytest.raises(ClusterUnreachableError, match="uthorization"):
+    with pytest.raises(LoginRefusedError, match="--creds"):
         await Bus.connect(secured.server.url, "anonymous", reconnect=False)
     stranger = tmp_path / "stranger.nk"
     stranger.write_text(new_seed())
     stranger.chmod(0o600)
-    with pytest.raises(ClusterUnreachableError, match="uthorization"):
+    with pytest.raises(LoginRefusedError, match="--creds"):
         await Bus.connect(secured.server.url, "stranger", reconnect=False, access=Access(stranger))
 
 

@@ -27,6 +27,7 @@ from shared.messages.events import Event
 DOCS = Path(__file__).parents[2] / "docs"
 EVENTS_MD = DOCS / "events.md"
 ASYNCAPI = DOCS / "asyncapi.yaml"
+SECURITY_MD = DOCS / "security.md"
 
 NOT_SUBJECT_BUILDERS = {"server_of_heartbeat", "kv_stream", "kv_subject"}
 """A parser, and the KV internals (the buckets are described, not channels)."""
@@ -62,6 +63,9 @@ def test_check_fails_on_a_stale_file_and_write_repairs_it_keeping_the_prose(
     stale = EVENTS_MD.read_text().replace("| `blaze.admin.drain` |", "| `blaze.admin.gone` |")
     (tmp_path / "events.md").write_text(stale)
     (tmp_path / "asyncapi.yaml").write_text("asyncapi: 3.0.0\n")
+    # issue 7: the permission matrix of docs/security.md is generated too.
+    matrix = SECURITY_MD.read_text().replace("`blaze.hb.*`", "`blaze.hb.>`")
+    (tmp_path / "security.md").write_text(matrix)
 
     assert main(["--check", "--docs", str(tmp_path)]) == 1
     assert main(["--write", "--docs", str(tmp_path)]) == 0
@@ -69,6 +73,7 @@ def test_check_fails_on_a_stale_file_and_write_repairs_it_keeping_the_prose(
     assert main(["--check", "--docs", str(tmp_path)]) == 0
     assert (tmp_path / "events.md").read_text() == EVENTS_MD.read_text()
     assert (tmp_path / "asyncapi.yaml").read_text() == ASYNCAPI.read_text()
+    assert (tmp_path / "security.md").read_text() == SECURITY_MD.read_text()
 
 
 def test_write_refuses_a_doc_without_the_markers_of_a_section() -> None:
