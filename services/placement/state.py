@@ -68,6 +68,11 @@ Notice = (
 )
 
 
+MAX_PLAUSIBLE_EPOCH = 2**62
+"""A refusal claiming an agent saw an epoch this high is not believed (issue 7): at a
+million moves a second it takes 146,000 years to get there, and following it would
+push every camera's next epoch to the 64-bit ceiling, where no command is valid."""
+
 ROUNDS_TO_SETTLE = 4
 """Command rounds a what-if carries out: a release, then the claim it frees, and spare."""
 
@@ -398,7 +403,7 @@ class Placement(BaseModel):
         notices: list[Notice] = []
         for r in event.refusals:
             cam = self.cameras.get(r.camera)
-            if cam is None or cam.epoch != r.epoch:
+            if cam is None or cam.epoch != r.epoch or r.seen_epoch >= MAX_PLAUSIBLE_EPOCH:
                 continue
             self.next_epoch = max(self.next_epoch, r.seen_epoch + 1)
             if cam.target is not None:

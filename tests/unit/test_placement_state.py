@@ -269,6 +269,18 @@ def test_r11_a_refused_command_is_reissued_above_the_epoch_the_agent_saw() -> No
     assert state.next_epoch == 502
 
 
+def test_issue7_an_implausible_seen_epoch_is_not_believed() -> None:
+    """A lying agent's refusal cannot push placement's epochs to the 64-bit ceiling, where
+    no command would validate for any camera."""
+    state = started(THREE, CAMS)
+    state.apply(failed("rs-1"))
+    cam = state.cameras["a1"]
+    before = state.next_epoch
+    lie = Refusal(camera="a1", epoch=cam.epoch, seen_epoch=2**63 - 1, reason="newer epoch seen")
+    assert state.apply(CommandRefused(server="rs-2", refusals=(lie,))) == []
+    assert state.next_epoch == before
+
+
 # ---- failback ----
 
 
