@@ -54,11 +54,11 @@ def read_seed(path: Path) -> str:
     """An nkey user seed from its file; a clear ConfigError if unreadable, malformed, or
     readable by others (a seed is a password)."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
         text = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"credentials {path}: {exc.strerror or exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not seed_file_is_private(info):
         raise ConfigError(f"credentials {path}: readable by others; chmod 600 it")
     if not text.startswith("SU"):
         raise ConfigError(f"credentials {path}: not an nkey user seed (it starts with SU)")
@@ -67,6 +67,15 @@ def read_seed(path: Path) -> str:
     except Exception as exc:  # nkeys raises its own, un-exported error types
         raise ConfigError(f"credentials {path}: not a valid nkey seed ({exc})") from exc
     return text
+
+
+def seed_file_is_private(info: os.stat_result) -> bool:
+    """Readable by its owner only; or owned by root and readable by its group too, as
+    Kubernetes mounts a Secret for a pod's ``fsGroup`` (PostgreSQL's rule for its key)."""
+    mode = info.st_mode
+    if mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP):
+        return False
+    return not mode & stat.S_IRGRP or info.st_uid == 0
 
 
 def public_key(seed: str) -> str:

@@ -3,19 +3,24 @@
 There is no Docker engine or Kubernetes here, so the files are parsed and checked
 against the code: every command names a module that exists, every config path is
 mounted from a file or ConfigMap that exists and validates, replicas have distinct
-names. The NATS cluster configs are started as three real nats-server processes on
-loopback, and must form a JetStream cluster with a meta leader.
+names, every process is handed its own identity's seed and nothing else (issue 7).
+The NATS configs run on real nats-servers with credentials from ``blaze secrets``: the
+cluster configs must form a three-node JetStream cluster over mutual-TLS routes, and
+the single-node config must admit a generated identity over TLS, and nobody else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -23,14 +28,17 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
-from shared.bus.natsserver import find_nats_server, free_port
+from shared.bus import Access, Bus, find_nats_server, free_port
 from shared.config import ClusterConfig, load_config
+from shared.errors import ClusterUnreachableError
+from tests.helpers import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -39,6 +47,19 @@ REPLICATED = ("health", "placement", "sync")
 AGENT_MODULE = "services.heartbeat"
 NATS_CLIENT_PORT = 4222
 MINIMUM_NATS = (2, 11)
+GENERATED = ("secrets", "secrets-k8s")
+"""Where deploy/README.md has `blaze secrets` write: git-ignored, never committed."""
+SEED = re.compile(r"SU[A-Z2-7]{50,}")
+"""An nkey user seed."""
+IDENTITY_OF_MODULE = {
+    "services.health": "health",
+    "services.placement": "placement",
+    "services.sync": "sync",
+    "services.console": "admin",  # it confirms failbacks
+}
+TLS_FILES = {"cert_file": "server.pem", "key_file": "server-key.pem", "ca_file": "ca.pem"}
+"""What a node's ``tls`` block must name: the files ``blaze secrets --tls-host`` writes."""
+AUTH_FILE = "auth.conf"
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -94,6 +115,93 @@ def validated_config(text: str, tmp_path: Path, name: str) -> ClusterConfig:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return load_config(path)
+
+
+def identity_of(command: list[str]) -> str:
+    """The NATS identity a blaze process must run as: its service's, the console's
+    ``admin``, or ``agent-<server>``."""
+    module = python_module(command)
+    if module == AGENT_MODULE:
+        return f"agent-{option(command, '--server')}"
+    assert module in IDENTITY_OF_MODULE, f"{module}: which identity does it run as?"
+    return IDENTITY_OF_MODULE[module]
+
+
+def blaze_secrets(out: Path, *tls_hosts: str) -> Path:
+    """Run ``blaze secrets`` for the demo cluster into ``out``, as deploy/README.md does."""
+    config = ["--config", str(DEPLOY / "demo-cluster.toml")]
+    hosts = [arg for host in tls_hosts for arg in ("--tls-host", host)]
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "secrets", *config, "--out", str(out), *hosts],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What ``blaze secrets`` writes for the demo cluster, its certificate naming loopback."""
+    return blaze_secrets(tmp_path_factory.mktemp("deploy") / "secrets", "127.0.0.1", "localhost")
+
+
+def block(text: str, name: str, *, nested: bool = False) -> str:
+    """The body of the first ``name { ... }`` block of a nats-server config, at the top
+    level unless ``nested``."""
+    indent = r"\s*" if nested else ""
+    found = re.search(rf"^{indent}{name}\s*\{{", text, re.MULTILINE)
+    assert found, f"no {name} block"
+    depth, start = 1, found.end()
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i]
+    raise AssertionError(f"{name} block not closed")
+
+
+def credential_files(text: str, config_path: str) -> dict[str, str]:
+    """Where a NATS node config wants each generated file: container path -> file name.
+
+    It must include the authorization block, which nats-server resolves against the
+    config's directory, and have TLS for clients and for routes when it routes.
+    """
+    text = re.sub(r"#.*", "", text)
+    includes = re.findall(r"^\s*include\s+(\S+)\s*$", text, re.MULTILINE)
+    assert len(includes) == 1, f"{config_path}: include the authorization once: {includes}"
+    # nats-server joins even an absolute include path to the config's directory
+    assert not PurePosixPath(includes[0]).is_absolute(), f"{config_path}: {includes[0]}"
+    wanted = {str(PurePosixPath(config_path).parent / includes[0]): AUTH_FILE}
+    tls_blocks = [block(text, "tls")]  # for clients
+    if re.search(r"^cluster\s*\{", text, re.MULTILINE):
+        tls_blocks.append(block(block(text, "cluster"), "tls", nested=True))
+    for tls in tls_blocks:
+        files = dict(re.findall(r'^\s*(cert_file|key_file|ca_file):\s*"([^"]+)"', tls, re.M))
+        assert set(files) == set(TLS_FILES), f"{config_path}: tls names {sorted(files)}"
+        for key, path in files.items():
+            assert PurePosixPath(path).is_absolute(), f"{config_path}: {key} {path} is relative"
+            wanted[path] = TLS_FILES[key]
+    return wanted
+
+
+def with_credentials(text: str, generated: Path, config_dir: Path) -> str:
+    """A node config pointed at generated credentials: each TLS file replaced by the
+    generated file of that name, and the included file copied to where the include
+    finds it, relative to ``config_dir`` (where the config will be written)."""
+    for include in re.findall(r"^\s*include\s+(\S+)\s*$", text, re.MULTILINE):
+        target = config_dir / include
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(generated / AUTH_FILE, target)
+
+    def generated_file(found: re.Match[str]) -> str:
+        name = PurePosixPath(found[2]).name
+        assert (generated / name).is_file(), f"{found[1]}: blaze secrets writes no {name}"
+        return f'{found[1]}: "{generated / name}"'
+
+    return re.sub(r'\b(cert_file|key_file|ca_file): "([^"]+)"', generated_file, text)
 
 
 # --- compose.yaml ----------------------------------------------------------------------
@@ -223,6 +331,75 @@ def test_compose_nats_nodes_mount_their_own_config_and_a_named_volume() -> None:
     assert len(set(stores)) == len(stores), f"two nodes share a volume: {stores}"
 
 
+def compose_secret_files() -> dict[str, Path]:
+    """Compose secret name -> the file it is made of."""
+    secrets = load_yaml(DEPLOY / "compose.yaml")["secrets"]
+    return {name: (DEPLOY / secret["file"]).resolve() for name, secret in secrets.items()}
+
+
+def compose_secret_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> name of the secret a compose service is given there."""
+    mounts: dict[str, str] = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            source, target = entry, entry
+        else:
+            source, target = entry["source"], entry.get("target", entry["source"])
+        path = target if target.startswith("/") else f"/run/secrets/{target}"
+        mounts[path] = source
+    return mounts
+
+
+def test_compose_secrets_are_files_blaze_secrets_generates_and_git_ignores(
+    generated: Path,
+) -> None:
+    files = compose_secret_files()
+    assert files, "compose declares no secrets"
+    produced = {p.name for p in generated.iterdir()}
+    for name, path in files.items():
+        assert path.parent == DEPLOY / "secrets", f"{name}: {path} is not in deploy/secrets/"
+        assert path.name in produced, f"{name}: blaze secrets writes no {path.name}"
+        assert path.name != "ca-key.pem", "the CA key is deployed nowhere"
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    context = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    for directory in GENERATED:
+        assert f"deploy/{directory}/" in ignored, f"deploy/{directory}/ is not git-ignored"
+        assert f"deploy/{directory}" in context, f"deploy/{directory} goes to the build context"
+
+
+def test_compose_gives_every_blaze_process_its_own_identity_and_nothing_else() -> None:
+    files = compose_secret_files()
+    given: set[str] = set()
+    for name, svc in compose_blaze_services().items():
+        identity = identity_of([str(arg) for arg in svc["command"]])
+        given.add(identity)
+        mounted = {path: files[source].name for path, source in compose_secret_mounts(svc).items()}
+        assert sorted(mounted.values()) == sorted([f"{identity}.nk", "ca.pem"]), (
+            f"{name} ({identity}) is given {sorted(mounted.values())}"
+        )
+        env = svc["environment"]
+        assert isinstance(env, dict), f"{name}: environment as a mapping"
+        assert mounted.get(str(env["BLAZE_NATS_CREDS"])) == f"{identity}.nk", f"{name}: {env}"
+        assert mounted.get(str(env["BLAZE_NATS_CA"])) == "ca.pem", f"{name}: {env}"
+    servers = load_config(DEPLOY / "demo-cluster.toml").servers
+    assert given == {*REPLICATED, "admin", *(f"agent-{s.id}" for s in servers)}
+
+
+def test_compose_nats_nodes_include_the_auth_file_and_have_tls() -> None:
+    files = compose_secret_files()
+    services = compose_services()
+    for node in ("nats-1", "nats-2", "nats-3"):
+        svc = services[node]
+        config_path = option(svc["command"], "--config")
+        assert config_path
+        text = bind_mounts(svc)[config_path].read_text(encoding="utf-8")
+        mounted = {path: files[source].name for path, source in compose_secret_mounts(svc).items()}
+        wanted = credential_files(text, config_path)
+        for path, name in wanted.items():
+            assert mounted.get(path) == name, f"{node}: {path} should be {name}: {mounted}"
+        assert not any(name.endswith(".nk") for name in mounted.values()), f"{node}: a seed"
+
+
 # --- Kubernetes ------------------------------------------------------------------------
 
 
@@ -270,20 +447,27 @@ def test_k8s_runs_three_nats_pods_and_two_replicas_of_each_service() -> None:
         assert running[0]["spec"]["replicas"] >= 2
 
 
-def resolve_env(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """A container's environment; ConfigMap keys resolved, fieldRefs as ``<fieldRef:…>``."""
+def resolve_env(
+    container: dict[str, Any], docs: list[dict[str, Any]], pod: str | None = None
+) -> dict[str, str]:
+    """A container's environment: ConfigMap keys resolved, ``$(VAR)`` of earlier
+    variables expanded, fieldRefs as ``<fieldRef:…>`` (the pod's name if ``pod``)."""
     config_maps = kind(docs, "ConfigMap")
     env: dict[str, str] = {}
     for var in container.get("env", []):
         if "value" in var:
-            env[var["name"]] = str(var["value"])
+            env[var["name"]] = expand(str(var["value"]), env)
             continue
         source = var["valueFrom"]
         if "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
             env[var["name"]] = config_maps[ref["name"]]["data"][ref["key"]]
         else:
-            env[var["name"]] = f"<fieldRef:{source['fieldRef']['fieldPath']}>"
+            field = source["fieldRef"]["fieldPath"]
+            if pod is not None and field == "metadata.name":
+                env[var["name"]] = pod
+            else:
+                env[var["name"]] = f"<fieldRef:{field}>"
     return env
 
 
@@ -297,22 +481,72 @@ def expand(arg: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", one, arg)
 
 
+@dataclass(frozen=True)
+class FileSource:
+    """Where a file a container sees comes from: a key of a ConfigMap or a Secret."""
+
+    kind: str
+    name: str
+    key: str
+    mode: int | None
+    read_only: bool
+
+
+def volume_sources(volume: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], int | None]:
+    """The ConfigMaps and Secrets of a volume (projected or not), and its default mode."""
+    if "projected" in volume:
+        projected = volume["projected"]
+        kinds = ("configMap", "secret")
+        sources = [(k, s[k]) for s in projected["sources"] for k in kinds if k in s]
+        return sources, projected.get("defaultMode")
+    for k in ("configMap", "secret"):
+        if k in volume:
+            return [(k, volume[k])], volume[k].get("defaultMode")
+    return [], None
+
+
+def file_source(workload: dict[str, Any], container: dict[str, Any], path: str) -> FileSource:
+    """The ConfigMap or Secret key a container sees at ``path``."""
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    wanted = PurePosixPath(path)
+    for mount in container.get("volumeMounts", []):
+        if wanted.parent != PurePosixPath(mount["mountPath"]):
+            continue
+        sources, mode = volume_sources(volumes[mount["name"]])
+        read_only = bool(mount.get("readOnly"))
+        for source_kind, source in sources:
+            name = source.get("name") or source["secretName"]
+            for item in source.get("items", []):
+                if item["path"] == wanted.name:
+                    return FileSource(source_kind, name, item["key"], mode, read_only)
+        whole = [(k, s) for k, s in sources if not s.get("items")]
+        assert len(whole) <= 1, f"{path}: which of {whole} is it from?"
+        if whole:
+            source_kind, source = whole[0]
+            name = source.get("name") or source["secretName"]
+            return FileSource(source_kind, name, wanted.name, mode, read_only)
+    raise AssertionError(f"{path} is mounted from no ConfigMap or Secret")
+
+
+def pod_secrets(workload: dict[str, Any]) -> set[str]:
+    """Every Secret a workload's pods mount."""
+    names: set[str] = set()
+    for volume in workload["spec"]["template"]["spec"]["volumes"]:
+        for source_kind, source in volume_sources(volume)[0]:
+            if source_kind == "secret":
+                names.add(source.get("name") or source["secretName"])
+    return names
+
+
 def mounted_file(
     workload: dict[str, Any], container: dict[str, Any], path: str, docs: list[dict[str, Any]]
 ) -> str:
-    """The text a container sees at ``path``, when it comes from a ConfigMap volume."""
-    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
-    wanted = PurePosixPath(path)
-    for mount in container["volumeMounts"]:
-        if wanted.parent != PurePosixPath(mount["mountPath"]):
-            continue
-        config_map = volumes[mount["name"]]["configMap"]
-        items = {i["path"]: i["key"] for i in config_map.get("items", [])}
-        key = items.get(wanted.name, wanted.name) if items else wanted.name
-        data: dict[str, str] = kind(docs, "ConfigMap")[config_map["name"]]["data"]
-        assert key in data, f"ConfigMap {config_map['name']} has no key {key}"
-        return data[key]
-    raise AssertionError(f"{path} is not mounted from a ConfigMap")
+    """The text a container sees at ``path``, when it comes from a ConfigMap."""
+    source = file_source(workload, container, path)
+    assert source.kind == "configMap", f"{path} is not mounted from a ConfigMap"
+    data: dict[str, str] = kind(docs, "ConfigMap")[source.name]["data"]
+    assert source.key in data, f"ConfigMap {source.name} has no key {source.key}"
+    return data[source.key]
 
 
 def test_k8s_containers_name_existing_modules_and_a_mounted_valid_config(
@@ -373,6 +607,169 @@ def test_k8s_nats_pods_get_their_name_and_config_from_the_manifest() -> None:
     routes = set(re.findall(r"nats://([\w.-]+):6222", text))
     headless = nats["spec"]["serviceName"]
     assert routes == {f"nats-{i}.{headless}" for i in range(nats["spec"]["replicas"])}
+
+
+@dataclass(frozen=True)
+class Process:
+    """One blaze process of the manifests: in one pod of a StatefulSet, or in any pod
+    of a Deployment."""
+
+    where: str
+    workload: dict[str, Any]
+    container: dict[str, Any]
+    env: dict[str, str]
+    identity: str
+
+
+def k8s_blaze_processes(docs: list[dict[str, Any]]) -> list[Process]:
+    """Every blaze process the manifests run, with its environment and identity."""
+    processes: list[Process] = []
+    for workload in (d for d in docs if d["kind"] in ("Deployment", "StatefulSet")):
+        name = workload["metadata"]["name"]
+        pods: list[str | None] = [None]
+        if workload["kind"] == "StatefulSet":
+            pods = [f"{name}-{i}" for i in range(workload["spec"]["replicas"])]
+        for container in pod_containers(workload):
+            if python_module(container.get("command", [])) is None:
+                continue
+            for pod in pods:
+                env = resolve_env(container, docs, pod)
+                command = [expand(str(arg), env) for arg in container["command"]]
+                where = f"{workload['kind']} {name}" + (f", pod {pod}" if pod else "")
+                processes.append(Process(where, workload, container, env, identity_of(command)))
+    return processes
+
+
+def own_seed(process: Process) -> tuple[str, str]:
+    """The Secret and key that must hold a process's seed: its identity's Secret, or for
+    the simulated agents, the key of its server in their common Secret."""
+    if process.identity.startswith("agent-"):
+        return "blaze-creds-agents", f"{process.identity}.nk"
+    return f"blaze-creds-{process.identity}", "seed"
+
+
+def test_k8s_gives_every_blaze_process_its_own_identity_and_nothing_else() -> None:
+    processes = k8s_blaze_processes(load_manifests())
+    for p in processes:
+        creds = file_source(p.workload, p.container, p.env["BLAZE_NATS_CREDS"])
+        ca = file_source(p.workload, p.container, p.env["BLAZE_NATS_CA"])
+        assert (creds.kind, creds.name, creds.key) == ("secret", *own_seed(p)), (
+            f"{p.where} ({p.identity}): seed from {creds}"
+        )
+        assert (ca.kind, ca.name, ca.key) == ("secret", "blaze-nats-ca", "ca.pem"), p.where
+        assert pod_secrets(p.workload) == {creds.name, ca.name}, f"{p.where}: other Secrets"
+        for source in (creds, ca):
+            assert source.read_only, f"{p.where}: mount {source.name} read-only"
+            # fsGroup makes a Secret's files group-readable; nobody else may read them
+            assert source.mode is not None, f"{p.where}: no defaultMode"
+            assert source.mode & 0o037 == 0, f"{p.where}: mode {source.mode:o}"
+    servers = load_config(DEPLOY / "demo-cluster.toml").servers
+    assert {p.identity for p in processes} == {
+        *REPLICATED,
+        "admin",
+        *(f"agent-{s.id}" for s in servers),
+    }
+
+
+def test_k8s_nats_pods_include_the_auth_file_and_have_tls() -> None:
+    docs = load_manifests()
+    nats = kind(docs, "StatefulSet")["nats"]
+    (container,) = pod_containers(nats)
+    config_path = option(container["command"], "--config")
+    assert config_path
+    text = mounted_file(nats, container, config_path, docs)
+    for path, name in credential_files(text, config_path).items():
+        source = file_source(nats, container, path)
+        assert (source.kind, source.name, source.key) == ("secret", "blaze-nats-auth", name)
+        assert source.read_only, f"{path}: mount it read-only"
+        assert source.mode == 0o400, f"{path}: mode {source.mode}: for nats-server (root) only"
+    assert pod_secrets(nats) == {"blaze-nats-auth"}
+
+
+def readme_commands(program: str) -> list[list[str]]:
+    """The console commands of deploy/README.md that start with ``program``."""
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    prefix = f"$ {program} "
+    return [shlex.split(line[2:]) for line in text.splitlines() if line.startswith(prefix)]
+
+
+def readme_k8s_secrets() -> dict[str, dict[str, PurePosixPath]]:
+    """Secret -> key -> file, as deploy/README.md has them created."""
+    secrets: dict[str, dict[str, PurePosixPath]] = {}
+    for command in readme_commands("kubectl"):
+        if command[3:6] != ["create", "secret", "generic"]:
+            continue
+        assert command[1:3] == ["-n", "blaze"], command
+        keys: dict[str, PurePosixPath] = {}
+        for arg in command[7:]:
+            value = arg.removeprefix("--from-file=")
+            assert value != arg, f"{command[6]}: {arg}"
+            key, _, path = value.rpartition("=")
+            keys[key or PurePosixPath(path).name] = PurePosixPath(path)
+        secrets[command[6]] = keys
+    return secrets
+
+
+def readme_tls_hosts() -> dict[str, set[str]]:
+    """The names deploy/README.md has ``blaze secrets`` certify, per output directory."""
+    hosts: dict[str, set[str]] = {}
+    for command in readme_commands(".venv/bin/blaze secrets"):
+        out = option(command, "--out")
+        assert out, command
+        hosts[out] = {command[i + 1] for i, arg in enumerate(command) if arg == "--tls-host"}
+    return hosts
+
+
+def test_readme_creates_every_secret_the_manifests_mount_from_the_right_file(
+    generated: Path,
+) -> None:
+    docs = load_manifests()
+    created = readme_k8s_secrets()
+    produced = {p.name for p in generated.iterdir()}
+    for secret, keys in created.items():
+        for key, source in keys.items():
+            assert source.parent == PurePosixPath("deploy/secrets-k8s"), f"{secret}: {source}"
+            assert source.name in produced, f"{secret}.{key}: blaze secrets writes no {source}"
+            assert source.name != "ca-key.pem", "the CA key is deployed nowhere"
+
+    def file_of(source: FileSource) -> str:
+        assert source.name in created, f"deploy/README.md does not create Secret {source.name}"
+        assert source.key in created[source.name], f"no key {source.key} in {source.name}"
+        return created[source.name][source.key].name
+
+    for p in k8s_blaze_processes(docs):
+        seed = file_source(p.workload, p.container, p.env["BLAZE_NATS_CREDS"])
+        assert file_of(seed) == f"{p.identity}.nk", f"{p.where}: seed of another identity"
+        assert file_of(file_source(p.workload, p.container, p.env["BLAZE_NATS_CA"])) == "ca.pem"
+    nats = kind(docs, "StatefulSet")["nats"]
+    (container,) = pod_containers(nats)
+    config_path = option(container["command"], "--config")
+    assert config_path
+    text = mounted_file(nats, container, config_path, docs)
+    for path, name in credential_files(text, config_path).items():
+        assert file_of(file_source(nats, container, path)) == name, path
+    # the certificates name every host the nodes and the services dial
+    hosts = readme_tls_hosts()
+    urls = kind(docs, "ConfigMap")["blaze-cluster"]["data"]["nats-urls"].split(",")
+    k8s_hosts = {u.removeprefix("nats://").partition(":")[0] for u in urls}
+    k8s_hosts |= set(re.findall(r"nats://([\w.-]+):6222", text))
+    assert k8s_hosts <= hosts["deploy/secrets-k8s"], hosts
+    compose_files = {path.parent for path in compose_secret_files().values()}
+    assert compose_files == {DEPLOY / "secrets"}
+    assert {"nats-1", "nats-2", "nats-3"} <= hosts["deploy/secrets"], hosts
+
+
+def test_no_file_under_deploy_holds_a_seed() -> None:
+    """Generated credentials live only in the git-ignored directories."""
+    checked = 0
+    for path in sorted(DEPLOY.rglob("*")):
+        relative = path.relative_to(DEPLOY)
+        if relative.parts[0] in GENERATED or not path.is_file():
+            continue
+        checked += 1
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        assert not SEED.search(text), f"deploy/{relative} holds an nkey seed"
+    assert checked >= 10
 
 
 # --- Dockerfile ------------------------------------------------------------------------
@@ -480,28 +877,37 @@ def k8s_nats_config() -> str:
     return text
 
 
+def checkable(text: str, generated: Path, tmp_path: Path) -> Path:
+    """A node config written where nats-server can check it here: its credentials the
+    generated ones, the included file beside it."""
+    path = tmp_path / "nats.conf"
+    path.write_text(with_credentials(text, generated, tmp_path), encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize(
     "name", ["nats-server.conf", "nats/nats-1.conf", "nats/nats-2.conf", "nats/nats-3.conf"]
 )
-def test_nats_config_passes_the_servers_own_check(name: str) -> None:
-    result = nats_check(DEPLOY / name)
+def test_nats_config_passes_the_servers_own_check(
+    name: str, generated: Path, tmp_path: Path
+) -> None:
+    text = (DEPLOY / name).read_text(encoding="utf-8")
+    result = nats_check(checkable(text, generated, tmp_path))
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stderr
 
 
-def test_k8s_nats_config_passes_the_servers_own_check(tmp_path: Path) -> None:
-    path = tmp_path / "nats.conf"
-    path.write_text(k8s_nats_config(), encoding="utf-8")
-    result = nats_check(path, {"POD_NAME": "nats-0"})
+def test_k8s_nats_config_passes_the_servers_own_check(generated: Path, tmp_path: Path) -> None:
+    result = nats_check(checkable(k8s_nats_config(), generated, tmp_path), {"POD_NAME": "nats-0"})
     assert result.returncode == 0, result.stderr
 
 
-def test_nats_check_refuses_a_broken_config(tmp_path: Path) -> None:
+def test_nats_check_refuses_a_broken_config(generated: Path, tmp_path: Path) -> None:
     """The check above would catch a typo: nats-server -t refuses unknown keys."""
-    path = tmp_path / "typo.conf"
     text = (DEPLOY / "nats" / "nats-1.conf").read_text(encoding="utf-8")
-    path.write_text(text.replace("ping_max:", "ping_maximum:"), encoding="utf-8")
-    assert nats_check(path).returncode != 0
+    typo = text.replace("ping_max:", "ping_maximum:")
+    assert nats_check(checkable(typo, generated, tmp_path)).returncode != 0
+    assert nats_check(checkable(text, generated, tmp_path)).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -633,7 +1039,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.flavour)
 def test_nats_cluster_configs_start_a_three_node_jetstream_cluster(
-    layout: ClusterLayout, tmp_path: Path
+    layout: ClusterLayout, generated: Path, tmp_path: Path
 ) -> None:
     rendered = [layout.node_config(i) for i in range(3)]
     nodes = [Node(name, free_port(), free_port(), free_port()) for name, _, _ in rendered]
@@ -641,7 +1047,8 @@ def test_nats_cluster_configs_start_a_three_node_jetstream_cluster(
     for node, (_, text, env) in zip(nodes, rendered, strict=True):
         store = tmp_path / node.name / "jetstream"
         path = tmp_path / f"{node.name}.conf"
-        path.write_text(on_loopback(text, node, nodes, layout.route_hosts, store))
+        on_loopback_text = on_loopback(text, node, nodes, layout.route_hosts, store)
+        path.write_text(with_credentials(on_loopback_text, generated, tmp_path))
         configs.append((node, path, env))
     names = [node.name for node in nodes]
     with nats_processes(configs, tmp_path) as procs:
@@ -665,3 +1072,99 @@ def test_nats_cluster_configs_start_a_three_node_jetstream_cluster(
             js_config = varz["jetstream"]["config"]
             assert js_config.get("sync_always") is True, f"{node.name}: no fsync per write"
             assert js_config["store_dir"].startswith(str(tmp_path))
+            assert varz["auth_required"] is True, f"{node.name}: admits anybody"
+            assert varz["tls_required"] is True, f"{node.name}: admits plain text"
+            assert varz["cluster"]["tls_required"] is True, f"{node.name}: plain routes"
+        assert_no_stranger_joins_as_a_route(nodes, names, generated, tmp_path)
+
+
+def assert_no_stranger_joins_as_a_route(
+    nodes: list[Node], names: list[str], generated: Path, tmp_path: Path
+) -> None:
+    """Two servers try to route to the first node: one in plain text, one over TLS with
+    a certificate of another CA. The node refuses both, and keeps its two routes."""
+    other = blaze_secrets(tmp_path / "other-ca", "127.0.0.1")
+    strangers = {
+        "plain": "",
+        "other-ca": (
+            f'tls {{ cert_file: "{other / "server.pem"}", key_file: "{other / "server-key.pem"}",'
+            f' ca_file: "{generated / "ca.pem"}" }}'
+        ),
+    }
+    configs: list[tuple[Node, Path, dict[str, str]]] = []
+    for name, tls in strangers.items():
+        node = Node(name, free_port(), free_port(), free_port())
+        path = tmp_path / f"{name}.conf"
+        path.write_text(
+            f"server_name: {name}\nlisten: 127.0.0.1:{node.client}\n"
+            f"http: 127.0.0.1:{node.http}\ncluster {{\n  name: blaze\n"
+            f"  listen: 127.0.0.1:{node.cluster}\n"
+            f"  routes: [nats://127.0.0.1:{nodes[0].cluster}]\n  {tls}\n}}\n"
+        )
+        configs.append((node, path, {}))
+    log = tmp_path / f"{nodes[0].name}.log"
+    seen = log.stat().st_size
+    refusals = ("does not look like a TLS handshake", "certificate signed by unknown authority")
+    with nats_processes(configs, tmp_path) as procs:
+        deadline = time.monotonic() + 10
+        while True:
+            exited = [n.name for (n, _, _), p in zip(configs, procs, strict=True) if p.poll()]
+            assert not exited, f"{exited} did not start: see {tmp_path}"
+            with log.open("rb") as text:
+                text.seek(seen)
+                since = text.read().decode(errors="replace")
+            if all(refusal in since for refusal in refusals):
+                break
+            assert time.monotonic() < deadline, f"{nodes[0].name} refused nobody: {since}"
+            time.sleep(0.1)
+        state = cluster_state(nodes)
+        assert formed(state, names), f"the cluster changed: {state}"
+        for stranger, _, _ in configs:
+            _, routez = monitor(stranger, "/routez")
+            assert routez is not None, f"{stranger.name} does not answer"
+            assert not routez.get("routes"), f"{stranger.name} joined: {routez}"
+
+
+async def test_nats_server_conf_admits_a_generated_identity_over_tls_and_nobody_else(
+    generated: Path, tmp_path: Path
+) -> None:
+    """deploy/nats-server.conf with what `blaze secrets` wrote: the health seed gets in
+    over TLS and may create its streams; no seed, or no TLS, does not get in."""
+    node = Node("nats", free_port(), free_port(), 0)
+    text = (DEPLOY / "nats-server.conf").read_text(encoding="utf-8")
+    for old, new in [
+        ("127.0.0.1:4222", f"127.0.0.1:{node.client}"),
+        ("127.0.0.1:8222", f"127.0.0.1:{node.http}"),
+        ('"/var/lib/blaze/nats"', f'"{tmp_path / "store"}"'),
+    ]:
+        assert text.count(old) == 1, f"expected {old!r} once"
+        text = text.replace(old, new)
+    path = tmp_path / "nats-server.conf"
+    path.write_text(with_credentials(text, generated, tmp_path), encoding="utf-8")
+    url = f"nats://127.0.0.1:{node.client}"
+    ca = generated / "ca.pem"
+    with nats_processes([(node, path, {})], tmp_path) as (process,):
+        deadline = time.monotonic() + 10
+        while monitor(node, "/healthz")[0] != HTTPStatus.OK:
+            log = (tmp_path / "nats.log").read_text(errors="replace")
+            assert process.poll() is None, f"nats-server exited: {log}"
+            assert time.monotonic() < deadline, f"nats-server not healthy: {log}"
+            await asyncio.sleep(0.05)
+        health = await Bus.connect(
+            url, "health", reconnect=False, access=Access(generated / "health.nk", ca)
+        )
+        try:
+            assert health.nc.connected_url is not None
+            await health.ensure_streams()
+        finally:
+            await health.close()
+        with pytest.raises(ClusterUnreachableError):
+            await Bus.connect(url, "anonymous", reconnect=False, access=Access(None, ca))
+
+        async def server_log() -> str:
+            return (tmp_path / "nats.log").read_text(errors="replace")
+
+        await eventually(server_log, lambda log: "authentication error" in log, 5, "a refusal")
+        plain = Access(generated / "health.nk")  # no CA: refused, whatever it trusts
+        with pytest.raises(ClusterUnreachableError):
+            await Bus.connect(url, "plain", reconnect=False, access=plain)

@@ -4,13 +4,14 @@ subject patterns with ``*`` (one token) and ``>`` (the rest)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 
 from shared import subjects
 from shared.bus import permissions
-from shared.bus.credentials import new_seed, public_key
+from shared.bus.credentials import new_seed, public_key, seed_file_is_private
 
 SERVERS = ["rs-1", "rs-2"]
 IDENTITIES = permissions.identities(SERVERS)
@@ -113,3 +114,20 @@ def test_issue7_the_rendered_user_carries_its_grant_and_its_own_inbox() -> None:
 def test_issue7_an_unknown_identity_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown identity"):
         permissions.grant("root")
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner_is_root", "accepted"),
+    [
+        (0o600, False, True),
+        (0o400, False, True),
+        (0o640, False, False),
+        (0o440, True, True),  # a Kubernetes Secret mounted for the pod's fsGroup
+        (0o460, True, False),
+        (0o604, True, False),
+        (0o644, False, False),
+    ],
+)
+def test_issue7_a_seed_must_be_private(mode: int, owner_is_root: bool, accepted: bool) -> None:
+    info = os.stat_result((0o100000 | mode, 0, 0, 1, 0 if owner_is_root else 10001, 0, 0, 0, 0, 0))
+    assert seed_file_is_private(info) is accepted
