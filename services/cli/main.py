@@ -95,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     secrets = sub.add_parser(
         "secrets", help="generate NATS credentials (and TLS) for a deployment (docs/security.md)"
     )
-    secrets.add_argument("--config", type=Path, help="cluster TOML (default: built-in demo)")
+    secrets.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="cluster TOML: one agent identity per [[server]] (auth.conf admits only these)",
+    )
     secrets.add_argument("--out", type=Path, required=True, help="directory to write them to")
     secrets.add_argument(
         "--tls-host",
@@ -219,12 +224,11 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
         raise ClusterUnreachableError(
             str(path), "no running cluster there (start one with blaze up, or pass --nats)"
         ) from None
-    if given.creds is not None or not written.get("secrets"):
-        return url, given
-    identity = "admin" if args.command in ADMIN_COMMANDS else "monitor"
-    creds = SecretsDir(Path(written["secrets"])).creds(identity)
     ca = given.tls_ca or (Path(written["tls_ca"]) if written.get("tls_ca") else None)
-    return url, Access(creds, ca)
+    if given.creds is not None or not written.get("secrets"):
+        return url, Access(given.creds, ca)
+    identity = "admin" if args.command in ADMIN_COMMANDS else "monitor"
+    return url, Access(SecretsDir(Path(written["secrets"])).creds(identity), ca)
 
 
 async def _client_command(args: argparse.Namespace) -> int:

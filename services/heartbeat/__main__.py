@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:
             nats_url=args.nats,
             timing=config.timing,
             sync=config.sync,
-            access=access_of(args),
+            access=dataclasses.replace(access_of(args), agent=True),
         )
     )
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from http import HTTPStatus
@@ -72,8 +73,12 @@ TRANSIENT_NATS_ERRORS = (
 )
 """nats-py errors that a moment later, or on another node, may not happen again."""
 
-DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
-"""How nats-py reports a publish NATS refused this identity (issue 7)."""
+DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.IGNORECASE)
+"""How nats-py reports a publish or subscription NATS refused this identity (issue 7)."""
+
+NONCE_HEADER = "Blaze-Nonce"
+"""A request's random nonce, which its answer must echo (issue 7): an answer forged into
+the requester's inbox without having seen the request is refused."""
 
 MAX_DENIED_REMEMBERED = 1000
 """Refused subjects a connection remembers (forgotten all at once past this)."""
@@ -156,7 +161,8 @@ class Bus:
             denials.warning(str(exc), "NATS refused %s: %s", name, exc)
             if len(denied) >= MAX_DENIED_REMEMBERED:
                 denied.clear()
-            denied[refused.group(1)] = time.monotonic()
+            if refused.group(1).lower() == "publish":
+                denied[refused.group(2)] = time.monotonic()
 
         async def disconnected_cb() -> None:
             log.info("disconnected from %s", url)
@@ -329,16 +335,24 @@ class Bus:
     async def request_bytes(
         self, subject: str, message: Message, timeout: float
     ) -> tuple[bytes, dict[str, str]]:
-        """Request/reply whose answer is raw bytes with headers (footage chunks)."""
+        """Request/reply whose answer is raw bytes with headers (footage chunks); an
+        answer that does not echo the request's nonce is refused as forged."""
+        nonce = secrets.token_hex(16)
         try:
-            msg = await self.nc.request(subject, encode(message), timeout=timeout)
+            msg = await self.nc.request(
+                subject, encode(message), timeout=timeout, headers={NONCE_HEADER: nonce}
+            )
         except nats.errors.NoRespondersError as exc:
             raise NoRespondersError(subject) from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             if subject.lower() in self.denied:
                 raise PermissionDeniedError(subject) from exc
             raise RequestTimeoutError(subject, timeout) from exc
-        return bytes(msg.data), dict(msg.headers or {})
+        headers = dict(msg.headers or {})
+        if headers.pop(NONCE_HEADER, None) != nonce:
+            self._reject(rejection_label(subject), subject, "forged", "answer without the nonce")
+            raise MalformedReplyError(subject, "the answer does not echo the request's nonce")
+        return bytes(msg.data), headers
 
     async def serve_bytes(
         self,
@@ -364,7 +378,7 @@ class Bus:
                     self._handler_failed(label, msg.subject, exc)
                     body, headers = b"", {"error": f"internal error: {type(exc).__name__}"}
             if msg.reply:
-                await self.nc.publish(msg.reply, body, headers=headers)
+                await self.nc.publish(msg.reply, body, headers={**headers, **_echo(msg)})
 
         callback = self._in_task(on_request) if concurrent else on_request
         return await self.nc.subscribe(subject, cb=callback)
@@ -415,7 +429,7 @@ class Bus:
             else:
                 answer = await self._answer(label, msg.subject, handler, parsed, error_reply)
             if msg.reply:
-                await msg.respond(encode(answer))
+                await self.nc.publish(msg.reply, encode(answer), headers=_echo(msg) or None)
 
         callback = self._in_task(on_request) if concurrent else on_request
         return await self.nc.subscribe(subject, queue=queue, cb=callback)
@@ -704,6 +718,12 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, nats.js.errors.APIError):
         return bool(error.code == HTTPStatus.SERVICE_UNAVAILABLE)
     return isinstance(error, BlazeError) and error.retryable
+
+
+def _echo(request: Msg) -> dict[str, str]:
+    """The headers an answer carries back: the request's nonce, if it had one."""
+    nonce = (request.headers or {}).get(NONCE_HEADER)
+    return {NONCE_HEADER: nonce} if nonce else {}
 
 
 def _close_socket(nc: Any) -> None:

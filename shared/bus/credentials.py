@@ -36,6 +36,8 @@ class Access:
 
     creds: Path | None = None
     tls_ca: Path | None = None
+    agent: bool = False
+    """A recording server's agent: its inbox is in the agents' branch (permissions.py)."""
 
     def connect_options(self) -> dict[str, Any]:
         """nats-py ``connect`` keywords: the seed, the inbox only this identity may read,
@@ -44,7 +46,7 @@ class Access:
         if self.creds is not None:
             seed = read_seed(self.creds)
             options["nkeys_seed_str"] = seed
-            options["inbox_prefix"] = permissions.inbox_prefix(public_key(seed))
+            options["inbox_prefix"] = permissions.inbox_prefix(public_key(seed), agent=self.agent)
         if self.tls_ca is not None:
             options["tls"] = client_tls(self.tls_ca)
         return options
@@ -110,10 +112,11 @@ def _quiet_tls_close(record: logging.LogRecord) -> bool:
 
 def write_private(path: Path, data: str | bytes) -> None:
     """Write ``data`` readable by its owner only, never briefly by anyone else."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: close it first
+    os.ftruncate(fd, 0)
     with os.fdopen(fd, "wb") as out:
         out.write(data.encode() if isinstance(data, str) else data)
-    path.chmod(0o600)
 
 
 @dataclass(frozen=True)

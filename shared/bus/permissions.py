@@ -4,10 +4,16 @@ into the permission matrix of ``docs/security.md``.
 
 Roles: an ``agent-<server>`` per recording server, ``health``, ``placement``, ``sync``
 (shared by a service's replicas), ``admin`` (the command line and the console), a
-read-only ``monitor``, and ``sim`` (``blaze up``'s simulated cluster). Every identity
-may also subscribe to its own inbox, ``_INBOX.<its public key>.>``, and to nothing of
-anyone else's: no identity may publish to an inbox, except as the one answer to a
-request it received (``allow_responses``), so nobody can forge a reply.
+read-only ``monitor``, and ``sim`` (``blaze up``'s simulated cluster).
+
+Answers: every identity subscribes to its own inbox only (``_INBOX.<its public key>.>``;
+an agent's is ``_INBOX.agents.<its key>.>``), and may publish into the inboxes of the
+identities whose requests it answers, and nowhere else. nats-server's
+``allow_responses`` is NOT used: it lets a client answer to whatever reply subject a
+message names, unchecked, so an agent could publish a request to itself with the reply
+``blaze.hb.rs-2`` (or ``$JS.API.STREAM.DELETE…``) and answer it. A forged answer inside
+the inboxes it may reach would need the request's random reply token, and ``Bus``
+checks a 128-bit nonce the answer must echo besides.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ SERVICE_ROLES = ("health", "placement", "sync")
 FIXED_ROLES = (*SERVICE_ROLES, "admin", "monitor", "sim")
 SERVER = "{server}"
 """How the matrix writes an agent's own server id."""
+AGENTS = "agents"
+"""In ``Grant.answers``: every agent (their inboxes share ``_INBOX.agents.>``)."""
+STATUS_ASKERS = ("admin", "monitor")
+"""Who asks for ``status`` and ``nats micro`` info: the console and the command line."""
 
 _JS = "$JS.API"
 _STREAMS = (
@@ -85,18 +95,22 @@ def _announce(kind: str, instance: str = "*") -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Grant:
-    """What one identity may publish and subscribe to; ``responds``: it may answer the
-    requests it receives (``allow_responses``), and publish to no other inbox."""
+    """What one identity may publish and subscribe to, and whose requests it answers
+    (roles, or ``AGENTS``): it may publish into their inboxes, and into no other."""
 
     role: str
     purpose: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    responds: bool = True
+    answers: tuple[str, ...] = STATUS_ASKERS
 
 
 def _service(
-    role: str, purpose: str, publish: tuple[str, ...], subscribe: tuple[str, ...]
+    role: str,
+    purpose: str,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    answers: tuple[str, ...] = STATUS_ASKERS,
 ) -> Grant:
     """A replicated service: its own subjects, plus streams, reads, its lease, micro."""
     return Grant(
@@ -104,6 +118,7 @@ def _service(
         purpose,
         (*publish, *CREATE_STREAMS, *READ, *_lease(role)),
         (*subscribe, *_announce(role)),
+        answers,
     )
 
 
@@ -114,13 +129,16 @@ def _agent(server: str) -> Grant:
         "commands and footage requests; fetches footage chunks from other agents",
         publish=(subjects.heartbeat(server), subjects.any_agent("sync.chunk")),
         subscribe=(subjects.agent_requests(server), *_announce("agent", server)),
+        answers=("health", "placement", "sync", *STATUS_ASKERS, AGENTS),
     )
 
 
 def _fixed_grants() -> dict[str, Grant]:
     evt, agent = subjects.events_about, subjects.any_agent
-    # Reading: events, buckets, status, and which footage each agent holds (timeline).
+    # Reading: events, buckets, status, and which footage each agent holds (timeline);
+    # the live events and heartbeats too (a core subscription, docs/events.md).
     look = (*READ, *ASK_STATUS, agent("sync.list"))
+    listen = (subjects.EVENTS_ALL, subjects.HEARTBEAT_ALL, *_announce("console"))
     grants = [
         _service(
             "health",
@@ -158,19 +176,20 @@ def _fixed_grants() -> dict[str, Grant]:
             "the administrator (command line, console): confirms failback, changes "
             "capacity, drains, injects simulated faults; reads everything",
             publish=(subjects.ADMIN_ALL, subjects.SIM_FAULT, *look),
-            subscribe=_announce("console"),
+            subscribe=listen,
         ),
         Grant(
             "monitor",
             "read only: follows events, reads status, buckets and footage lists; changes nothing",
             publish=look,
-            subscribe=_announce("console"),
+            subscribe=listen,
         ),
         Grant(
             "sim",
             "blaze up's simulated cluster: carries out the administrator's fault requests",
             publish=(*CREATE_STREAMS, *READ),
             subscribe=(subjects.SIM_FAULT,),
+            answers=("admin",),
         ),
     ]
     return {g.role: g for g in grants}
@@ -194,33 +213,41 @@ def identities(servers: list[str]) -> list[str]:
     return [*FIXED_ROLES, *(f"{AGENT_PREFIX}{s}" for s in servers)]
 
 
-def inbox_prefix(public_key: str) -> str:
-    """Where an identity's requests get their answers: only it may subscribe there."""
-    return f"_INBOX.{public_key}"
+def inbox_prefix(public_key: str, *, agent: bool = False) -> str:
+    """Where an identity's requests get their answers: only it may subscribe there.
+    Agents' inboxes share one branch, so agents answer each other with one permission."""
+    return f"_INBOX.{AGENTS}.{public_key}" if agent else f"_INBOX.{public_key}"
 
 
-def render_user(identity: str, public_key: str) -> str:
+def answer_inboxes(g: Grant, public_keys: dict[str, str]) -> list[str]:
+    """The inboxes ``g`` may publish its answers into: those of whom it answers."""
+    inboxes = [f"{inbox_prefix(public_keys[r])}.>" for r in g.answers if r in public_keys]
+    if AGENTS in g.answers:
+        inboxes.append(f"_INBOX.{AGENTS}.>")
+    return inboxes
+
+
+def render_user(identity: str, public_keys: dict[str, str]) -> str:
     """One nats-server ``users`` entry: the identity's nkey and permissions."""
-    g = grant(identity)
-    permissions: dict[str, object] = {
-        "publish": {"allow": list(g.publish)},
-        "subscribe": {"allow": [*g.subscribe, f"{inbox_prefix(public_key)}.>"]},
+    g, key = grant(identity), public_keys[identity]
+    own = inbox_prefix(key, agent=identity.startswith(AGENT_PREFIX))
+    permissions = {
+        "publish": {"allow": [*g.publish, *answer_inboxes(g, public_keys)]},
+        "subscribe": {"allow": [*g.subscribe, f"{own}.>"]},
     }
-    if g.responds:
-        permissions["allow_responses"] = True
     # JSON is valid nats-server config syntax, and quotes `$` and `>` safely.
-    return f"# {identity}\n{{ nkey: {public_key}, permissions: {json.dumps(permissions)} }}"
+    return f"# {identity}\n{{ nkey: {key}, permissions: {json.dumps(permissions)} }}"
 
 
 def render_authorization(public_keys: dict[str, str]) -> str:
     """nats-server's ``authorization`` block for ``{identity: public key}``."""
-    users = ",\n".join(render_user(i, k) for i, k in sorted(public_keys.items()))
+    users = ",\n".join(render_user(i, public_keys) for i in sorted(public_keys))
     return f"authorization {{\n  users: [\n{users}\n  ]\n}}\n"
 
 
 def matrix_markdown() -> str:
     """The permission matrix of docs/security.md: identity × subject × pub/sub."""
-    rows = ["| identity | may publish | may subscribe | answers requests |", "|---|---|---|---|"]
+    rows = ["| identity | may publish | may subscribe | answers requests of |", "|---|---|---|---|"]
     for g in [*FIXED_GRANTS.values(), _agent(SERVER)]:
         pub = _cell(tuple(s for s in g.publish if s not in READ + ASK_STATUS + CREATE_STREAMS))
         extras = [
@@ -234,8 +261,10 @@ def matrix_markdown() -> str:
         ]
         if extras:
             pub += "<br>" + ", ".join(f"**{e}**" for e in extras)
-        sub = _cell((*g.subscribe, "_INBOX.{own public key}.>"))
-        rows.append(f"| `{g.role}` | {pub} | {sub} | {'yes' if g.responds else 'no'} |")
+        own = inbox_prefix("{own public key}", agent=g.role.startswith(AGENT_PREFIX))
+        sub = _cell((*g.subscribe, f"{own}.>"))
+        answers = ", ".join(f"`{r}`" for r in g.answers)
+        rows.append(f"| `{g.role}` | {pub} | {sub} | {answers} |")
     return "\n".join(rows) + "\n"
 
 

@@ -76,48 +76,79 @@ def _builder(
 
 def generate(directory: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS) -> NodeTls:
     """A CA (``ca.pem``, ``ca-key.pem``) and a node certificate for ``hosts``
-    (``server.pem``, ``server-key.pem``) in ``directory``; existing files are kept."""
+    (``server.pem``, ``server-key.pem``) in ``directory``. An existing CA is kept (every
+    deployed ``ca.pem`` stays good); the node certificate is issued again, by that CA,
+    when it is missing or names other hosts."""
+    directory.mkdir(parents=True, exist_ok=True)
     files = NodeTls(directory / "server.pem", directory / "server-key.pem", directory / "ca.pem")
-    if files.cert.exists() and files.key.exists() and files.ca.exists():
-        return files
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("blaze-cluster CA")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key, CA_DAYS)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    ca_cert, ca_key = _certificate_authority(files.ca, directory / "ca-key.pem")
+    if not (files.key.exists() and _names(files.cert) == set(hosts)):
+        node_key = ec.generate_private_key(ec.SECP256R1())
+        node_cert = _node_certificate(ca_cert, ca_key, node_key, hosts)
+        write_private(files.key, _key_pem(node_key))
+        files.cert.write_bytes(node_cert.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+def _certificate_authority(
+    cert_path: Path, key_path: Path
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA in ``cert_path``/``key_path``, made there first if either is missing."""
+    if cert_path.exists() and key_path.exists():
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path}: not the elliptic-curve key blaze generates")
+        return x509.load_pem_x509_certificate(cert_path.read_bytes()), key
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("blaze-cluster CA")
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=True,
+        crl_sign=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
     )
-    node_key = ec.generate_private_key(ec.SECP256R1())
-    node_cert = (
-        _builder(_name("blaze-cluster NATS"), ca_name, node_key, NODE_DAYS)
+    cert = (
+        _builder(name, name, key, CA_DAYS)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _node_certificate(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    node_key: ec.EllipticCurvePrivateKey,
+    hosts: tuple[str, ...],
+) -> x509.Certificate:
+    """One certificate for every NATS node: serves clients, and both ends of a route
+    (nats-server verifies both), hence server and client use."""
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return (
+        _builder(_name("blaze-cluster NATS"), ca_cert.subject, node_key, NODE_DAYS)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        # Routes verify both ends with the same certificate: server and client use.
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    write_private(directory / "ca-key.pem", _key_pem(ca_key))
-    write_private(files.key, _key_pem(node_key))
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(node_cert.public_bytes(serialization.Encoding.PEM))
-    return files
+
+
+def _names(cert_path: Path) -> set[str]:
+    """The host names and addresses a certificate is for (empty if there is none)."""
+    if not cert_path.exists():
+        return set()
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return ips | set(san.get_values_for_type(x509.DNSName))

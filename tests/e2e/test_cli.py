@@ -117,7 +117,7 @@ BAD_ARGUMENTS = [
     (["up", "--config"], "expected one argument"),
     # Issue 7: credentials that cannot be used are refused before any connection.
     (["status", "--nats", "nats://127.0.0.1:9", "--creds", "/no/such.nk"], "credentials /no"),
-    (["secrets"], "required: --out"),
+    (["secrets"], "required: --config, --out"),
 ]
 
 

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from shared import subjects
 from shared.bus import Bus
+from shared.bus.connection import NONCE_HEADER
 from shared.messages import (
     MAX_MESSAGE_BYTES,
     Action,
@@ -503,20 +504,30 @@ async def test_moves_of_a_camera_not_in_the_config_open_no_sync_job(
 # ---- answers to the cluster's own requests ----
 
 
-async def test_malformed_answers_to_the_detectors_probe_do_not_stall_it(
-    start_cluster: StartCluster,
+FORGED_ALIVE = ProbeReply(server="rs-1", boot_id="forged").model_dump_json().encode()
+
+
+@pytest.mark.parametrize(
+    ("reason", "echo_nonce", "body"),
+    [("invalid", True, b'{"server": 1}'), ("forged", False, FORGED_ALIVE)],
+    ids=["junk", "forged-alive"],
+)
+async def test_malformed_or_forged_answers_to_the_detectors_probe_prove_nothing(
+    start_cluster: StartCluster, reason: str, echo_nonce: bool, body: bytes
 ) -> None:
-    """R2: someone answers the probe of a cut-off server with junk. Junk proves nothing:
-    the probe counts it as failed and the server fails over (it once killed the probe,
-    which then never ended, and the server was never declared failed)."""
+    """R2, issue 7: someone answers the probe of a cut-off server with junk, or with a
+    well-formed "alive" that does not echo the probe's nonce (it never saw the probe).
+    Neither proves anything: the probe counts it as failed and the server fails over
+    (junk once killed the probe, which then never ended)."""
     cluster = await _ready(start_cluster)
     assert cluster.bus is not None
     nc = cluster.bus.nc
     subject = subjects.probe("rs-1")
-    before = _rejected(subject, "invalid")
+    before = _rejected(subject, reason)
 
     async def answer_junk(msg: Any) -> None:
-        await msg.respond(b'{"server": 1}')
+        echo = {NONCE_HEADER: msg.headers[NONCE_HEADER]} if echo_nonce else None
+        await nc.publish(msg.reply, body, headers=echo)
 
     hostile = await nc.subscribe(subject, cb=answer_junk)
     try:
@@ -528,7 +539,7 @@ async def test_malformed_answers_to_the_detectors_probe_do_not_stall_it(
         )
     finally:
         await hostile.unsubscribe()
-    assert _rejected(subject, "invalid") - before >= 1
+    assert _rejected(subject, reason) - before >= 1
     failures = await _server_failures(cluster)
     assert [(f.server, f.cause) for f in failures] == [("rs-1", "network")]
     assert all(c["host"] in ("rs-2", "rs-3") for c in cameras_of(doc, "rs-1"))

@@ -27,10 +27,12 @@ from shared.errors import (
     ClusterUnreachableError,
     ConfigError,
     LoginRefusedError,
+    MalformedReplyError,
     PermissionDeniedError,
 )
-from shared.messages import FailbackRequest, Reply
+from shared.messages import FailbackRequest, ProbeReply, ProbeRequest, Reply
 from tests.helpers import eventually
+from tests.unit.test_permissions import may_publish
 
 SERVERS = ["rs-1", "rs-2"]
 
@@ -44,7 +46,8 @@ class Secured:
     ca: Path | None = None
 
     def access(self, identity: str) -> Access:
-        return Access(self.secrets.creds(identity), self.ca)
+        agent = identity.startswith("agent-")
+        return Access(self.secrets.creds(identity), self.ca, agent=agent)
 
 
 @dataclass
@@ -67,7 +70,7 @@ async def _wait(condition: Callable[[], bool], what: str) -> None:
     async def probe() -> bool:
         return condition()
 
-    await eventually(probe, bool, 5, what)
+    await eventually(probe, bool, 20, what)  # loose: only to catch a hang
 
 
 def _secured(tmp_path: Path, *, tls: bool = False) -> Secured:
@@ -144,21 +147,83 @@ async def test_issue7_an_agent_cannot_read_another_servers_commands(connect: Any
     assert seen == []
 
 
-async def test_issue7_nobody_answers_a_request_meant_for_another(connect: Any) -> None:
-    """A forged answer to health's probe of rs-2, published straight into health's inbox
-    by rs-1, is refused: an identity may answer only requests it received."""
-    health = await connect("health")
-    inbox = health.nc.new_inbox()
-    answers: list[bytes] = []
+REFLECTED_TO = (
+    subjects.heartbeat("rs-2"),
+    subjects.ADMIN_FAILBACK,
+    subjects.command("rs-2"),
+    subjects.kv_subject(subjects.PLACEMENT_BUCKET, subjects.PLACEMENT_STATE_KEY),
+    f"$JS.API.STREAM.DELETE.{subjects.EVENTS_STREAM}",
+)
 
-    async def on_answer(msg: Any) -> None:
-        answers.append(msg.data)
 
-    await health.nc.subscribe(inbox, cb=on_answer)
+@pytest.mark.parametrize("identity", ["agent-rs-1", "monitor", "admin", "sync", "health"])
+async def test_issue7_nobody_answers_its_own_request_into_another_subject(
+    connect: Any, identity: str
+) -> None:
+    """A request one identity sends to a subject it also serves, naming as its reply
+    subject one it may not publish on, cannot be answered there: answers go only into
+    the inboxes of those one answers (nats-server's allow_responses, which would have
+    allowed it, is not used). Nor can an honest responder be made to answer there."""
+    attacker = await connect(identity)
+    requester = await connect("agent-rs-2" if identity == "agent-rs-1" else "admin")
+    targets = [t for t in REFLECTED_TO if not may_publish(identity, t)]
+    own = {
+        "agent-rs-1": subjects.sync_request("rs-1", "chunk"),
+        "monitor": "$SRV.PING",
+        "admin": "$SRV.PING",
+        "sync": "$SRV.PING",
+        "health": subjects.ADMIN_FAILBACK,
+    }[identity]
+
+    async def reflect(msg: Any) -> None:
+        await attacker.nc.publish(msg.reply, b"{}")
+
+    await attacker.nc.subscribe(own, cb=reflect)
+    await attacker.nc.flush()
+    for target in targets:  # an honest requester's message, naming a reply it chose
+        await requester.nc.publish(own, b"{}", reply=target)
+        await attacker.refused(target)
+    if identity in ("health", "sync"):
+        return  # they may not send a request to what they serve themselves
+    attacker.errors.clear()
+    for target in targets:  # the attacker asks itself
+        await attacker.nc.publish(own, b"{}", reply=target)
+        await attacker.refused(target)
+
+
+async def test_issue7_an_answer_forged_into_a_requesters_inbox_is_refused(
+    secured: Secured, connect: Any
+) -> None:
+    """Agents may publish into health's inbox (they answer its probes). Even one that
+    knows the reply subject of health's probe of rs-2 cannot answer it: the answer must
+    echo the probe's nonce, which only rs-2 saw. The monitor, which answers only the
+    console's and the command line's requests, may not publish there at all."""
+    leaked: asyncio.Queue[str] = asyncio.Queue()
+    rs2 = await connect("agent-rs-2")
+
+    async def leak(msg: Any) -> None:  # rs-2 is silent; its reply subject leaks
+        await leaked.put(msg.reply)
+
+    await rs2.nc.subscribe(subjects.probe("rs-2"), cb=leak)
+    await rs2.nc.flush()
     rs1 = await connect("agent-rs-1")
-    await rs1.nc.publish(inbox, b'{"ok": true}')
-    await rs1.refused(inbox)
-    assert answers == []
+    monitor = await connect("monitor")
+    forged = ProbeReply(server="rs-2", boot_id="alive").model_dump_json().encode()
+
+    async def forge() -> None:
+        reply = await leaked.get()
+        await monitor.nc.publish(reply, forged)
+        await rs1.nc.publish(reply, forged)
+
+    health = await Bus.connect(secured.server.url, "health", access=secured.access("health"))
+    forger = asyncio.create_task(forge())
+    try:
+        with pytest.raises(MalformedReplyError, match="nonce"):
+            await health.request(subjects.probe("rs-2"), ProbeRequest(server="rs-2"), ProbeReply, 5)
+        await forger
+        await monitor.refused("_INBOX.")
+    finally:
+        await health.close()
 
 
 @pytest.mark.parametrize("identity", ["monitor", "agent-rs-1", "placement", "sync", "sim"])
@@ -172,7 +237,8 @@ async def test_issue7_only_the_administrator_confirms_failback(
 
     async def on_failback(msg: Any) -> None:
         confirmations.append(msg.data)
-        await msg.respond(Reply(ok=True, reason="heard").model_dump_json().encode())
+        answer = Reply(ok=True, reason="heard").model_dump_json().encode()
+        await health.nc.publish(msg.reply, answer, headers=dict(msg.headers))
 
     await health.nc.subscribe(subjects.ADMIN_FAILBACK, cb=on_failback)
     await health.nc.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 
 import pytest
 
@@ -99,16 +100,36 @@ def test_issue7_each_service_writes_only_its_own_lease_and_state() -> None:
     assert [i for i in IDENTITIES if may_publish(i, state)] == ["placement"]
 
 
-def test_issue7_the_rendered_user_carries_its_grant_and_its_own_inbox() -> None:
-    key = public_key(new_seed())
-    rendered = permissions.render_user("agent-rs-1", key)
-    body = re.search(r"permissions: (\{.*\}) \}$", rendered)
+def _rendered(identity: str, keys: dict[str, str]) -> dict[str, Any]:
+    body = re.search(r"permissions: (\{.*\}) \}$", permissions.render_user(identity, keys))
     assert body is not None
-    perms = json.loads(body.group(1))
-    assert perms["publish"]["allow"] == list(permissions.grant("agent-rs-1").publish)
-    assert perms["subscribe"]["allow"][-1] == f"_INBOX.{key}.>"
-    assert perms["allow_responses"] is True
-    assert f"nkey: {key}" in rendered
+    perms: dict[str, Any] = json.loads(body.group(1))
+    return perms
+
+
+def test_issue7_answers_go_only_into_the_inboxes_of_whom_one_answers() -> None:
+    """No ``allow_responses`` (it lets a client answer to any subject a message names):
+    each identity publishes answers into the inboxes of its askers only, and reads its
+    own inbox only."""
+    keys = {i: public_key(new_seed()) for i in IDENTITIES}
+    for identity in IDENTITIES:
+        perms = _rendered(identity, keys)
+        assert "allow_responses" not in perms
+        own = [s for s in perms["subscribe"]["allow"] if s.startswith("_INBOX.")]
+        assert own == [
+            f"{permissions.inbox_prefix(keys[identity], agent=identity.startswith('agent-'))}.>"
+        ]
+    agent = _rendered("agent-rs-1", keys)["publish"]["allow"]
+    assert agent[: len(permissions.grant("agent-rs-1").publish)] == list(
+        permissions.grant("agent-rs-1").publish
+    )
+    answers = {s for s in agent if s.startswith("_INBOX.")}
+    asked_by = ("health", "placement", "sync", "admin", "monitor")
+    assert answers == {f"_INBOX.{keys[r]}.>" for r in asked_by} | {"_INBOX.agents.>"}
+    monitor = {s for s in _rendered("monitor", keys)["publish"]["allow"] if "_INBOX" in s}
+    assert monitor == {f"_INBOX.{keys['admin']}.>", f"_INBOX.{keys['monitor']}.>"}
+    sim = {s for s in _rendered("sim", keys)["publish"]["allow"] if "_INBOX" in s}
+    assert sim == {f"_INBOX.{keys['admin']}.>"}
 
 
 def test_issue7_an_unknown_identity_is_refused() -> None:
