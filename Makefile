@@ -28,11 +28,23 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+# Every benchmark, then BENCHMARKS.md from bench/results/*.json (meant to take under 15
+# minutes on 2 cores; each bench's time is printed). One or some: `make bench
+# ONLY=failover`, `ONLY="sync failback"`; ARGS go to each (`make bench ONLY=failover
+# ARGS="--runs 5"`, `make bench ARGS=--smoke`). A bench that fails does not stop the
+# others; the report is written either way, and make fails. BLAZE_BENCH_RESULTS=dir
+# puts the results, and the page made from them, in dir instead.
+BENCHES := failover detection sync failback ha planner scale
+ONLY ?= $(BENCHES)
+
 bench: $(STAMP)
-	$(BIN)/python -m bench.failover $(ARGS)
-	$(BIN)/python -m bench.sync
-	$(BIN)/python -m bench.failback
-	$(BIN)/python -m bench.ha
+	@failed=""; for b in $(ONLY); do \
+		echo "== bench.$$b"; started=$$(date +%s); \
+		$(BIN)/python -m bench.$$b $(ARGS) || failed="$$failed $$b"; \
+		echo "== bench.$$b: $$(( $$(date +%s) - started )) s"; \
+	done; \
+	$(BIN)/python -m bench.report; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 fuzz: $(STAMP)
 	BLAZE_FUZZ_MESSAGES=100000 $(BIN)/python -m pytest tests/integration/test_fuzz.py -s $(PYTEST_ARGS)

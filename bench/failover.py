@@ -1,243 +1,240 @@
-"""Failover timings on a real nats-server, many runs each (``make bench``).
+"""Failover timings on a real nats-server, many runs each (``make bench``, issue 8).
 
-1. storage failure reported (the agent's heartbeat with failed storage arrives) -> every
-   camera of a 64-camera server recording on its new hosts (the recorders' own start times);
-2. last heartbeat heard before a black-holed network cut -> every camera of that server
-   recording elsewhere; the detection window (``network_timeout``) is part of this figure,
-   and the time beyond it is reported separately.
+1. Storage failure reported (the failing server's heartbeat with failed storage reaches
+   the benchmark's connection) -> every camera of that server claimed by its new host
+   (the recorders' own start instants), for a server of 16, 64 and 256 cameras, each in
+   its own cluster. Between runs, the same process times a bare three-hop relay over the
+   same nats-server (``bench.baseline``): the ratio of the two is the figure that holds
+   on a noisy machine.
+2. Last heartbeat heard before a black-holed network cut -> every camera of a 64-camera
+   server recording elsewhere; the detection window (``network_timeout``) is part of
+   this figure, and the time beyond it is reported separately.
 
-Everything runs in one process, so one monotonic clock times every step. Prints a table
-and writes ``bench/results/failover.json``.
+Everything runs in one process, so one monotonic clock times every step. Writes
+``bench/results/failover.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import os
-import platform
-import statistics
-import sys
+import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from services.heartbeat.app import AgentSettings
-from services.heartbeat.recorder import SimulatedRecorder
-from services.sim.local import LocalCluster, Status, all_home
-from shared import subjects
+from bench.baseline import BareRelay
+from bench.cluster import Watch, confirm_failback, wait_for
+from bench.common import Figure, ratio_figure, write_result
+from services.sim.local import LocalCluster, all_home
 from shared.bus import embedded_server
-from shared.bus.natsserver import find_nats_server, server_version
 from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, Timing
-from shared.messages import Heartbeat
 
-RESULTS = Path(__file__).parent / "results"
-FAILING = "rs-1"  # the server whose 64 cameras fail over
+FAILING = "rs-1"  # the server whose cameras fail over
 OTHERS = ("rs-2", "rs-3", "rs-4")
+SIZES = (16, 64, 256)
+NETWORK_SIZE = 64
+RUNS = {16: 30, 64: 30, 256: 12}  # a run at 256 takes 5-10 s on 2 busy cores (failback)
+GOAL_SIZE = 256
+GOAL_MS = 25.0
+GOAL_RATIO = 10.0
+GOAL_BEYOND_TIMEOUT_MS = 200.0
+HEARTBEAT_S = 1.0
 
 
-class TimedRecorder(SimulatedRecorder):
-    """The simulated recorder, noting when each camera starts recording under a new epoch."""
-
-    def __init__(self, settings: AgentSettings, on_write_error: Callable[[str], None]) -> None:
-        super().__init__(
-            settings.recording_dir,
-            settings.timing.segment_seconds,
-            on_write_error,
-            settings.server_id,
-        )
-        self.started: dict[str, float] = {}
-
-    async def start(self, camera: str, epoch: int) -> None:
-        if self.recording().get(camera) != epoch:
-            self.started[camera] = time.monotonic()
-        await super().start(camera, epoch)
+def names() -> list[str]:
+    """The figures this benchmark writes, in order."""
+    found = []
+    for n in SIZES:
+        found += [f"storage_report_to_{n}_claimed", f"bare_relay_beside_{n}", f"ratio_{n}"]
+    return [*found, f"network_cut_to_{NETWORK_SIZE}_claimed", "network_beyond_timeout"]
 
 
-@dataclass
-class Watch:
-    """Heartbeats of the failing server as the observer receives them."""
-
-    last_heartbeat: float = 0.0
-    storage_report: float | None = None
-    recorders: dict[str, TimedRecorder] = field(default_factory=dict)
-
-    async def on_heartbeat(self, _subject: str, hb: Heartbeat) -> None:
-        self.last_heartbeat = time.monotonic()
-        if not hb.storage_ok and self.storage_report is None:
-            self.storage_report = self.last_heartbeat
-
-
-def config(network_timeout: float) -> ClusterConfig:
-    """rs-1 with 64 cameras at home; three servers with 16 at home and room for 64 more."""
-    servers = [ServerConfig(id=FAILING, capacity=64)]
-    servers += [ServerConfig(id=s, capacity=40) for s in OTHERS]
-    cameras = [CameraConfig(id=f"c1-{i:02d}", home=FAILING) for i in range(64)]
-    cameras += [CameraConfig(id=f"c{s[-1]}-{i:02d}", home=s) for s in OTHERS for i in range(16)]
-    timing = Timing(heartbeat_interval=1.0, network_timeout=network_timeout)
-    detection = Detection(failback_hold_down=0.0, max_failovers=0)  # it cuts rs-1 20 times
+def config(network_timeout: float, cameras: int = 64) -> ClusterConfig:
+    """rs-1 with ``cameras`` at home; three servers with 16 at home and room for a third
+    of rs-1's each. Storage probed every 0.2 s, so a repair is seen soon (the figures
+    start at the report, so the probe interval is not part of them)."""
+    room = 16 + math.ceil(cameras / 3) + 4
+    servers = [ServerConfig(id=FAILING, capacity=cameras)]
+    servers += [ServerConfig(id=s, capacity=room) for s in OTHERS]
+    cams = [CameraConfig(id=f"c1-{i:03d}", home=FAILING) for i in range(cameras)]
+    cams += [CameraConfig(id=f"c{s[-1]}-{i:02d}", home=s) for s in OTHERS for i in range(16)]
+    timing = Timing(
+        heartbeat_interval=HEARTBEAT_S,
+        network_timeout=network_timeout,
+        storage_probe_interval=0.2,
+    )
+    detection = Detection(failback_hold_down=0.0, max_failovers=0)  # it fails rs-1 many times
     return ClusterConfig(
-        timing=timing, servers=tuple(servers), cameras=tuple(cameras), detection=detection
+        timing=timing, servers=tuple(servers), cameras=tuple(cams), detection=detection
     )
 
 
-async def wait_for(cluster: LocalCluster, pred: Callable[[Status], bool], within: float) -> None:
-    """Poll the status until ``pred`` holds; a read that fails (JetStream electing a
-    leader after a node died) is tried again."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if pred(await cluster.status()):
-                return
-        except Exception:  # noqa: BLE001 (any read may fail while NATS elects)
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"cluster did not settle within {within} s")
-        await asyncio.sleep(0.05)
+@dataclass
+class Samples:
+    """What one cluster measured, in seconds."""
 
-
-def rehosted_at(watch: Watch, cameras: list[str]) -> float | None:
-    """When the last of ``cameras`` started recording on another server, if all have."""
-    latest = 0.0
-    for cam in cameras:
-        elsewhere = [
-            r.started[cam]
-            for sid, r in watch.recorders.items()
-            if sid != FAILING and cam in r.started and cam in r.recording()
-        ]
-        if not elsewhere:
-            return None
-        latest = max(latest, *elsewhere)
-    return latest
-
-
-async def until_rehosted(watch: Watch, cameras: list[str], within: float) -> float:
-    deadline = time.monotonic() + within
-    while (done := rehosted_at(watch, cameras)) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"cameras not re-hosted within {within} s")
-        await asyncio.sleep(0.005)
-    return done
-
-
-def forget_starts(watch: Watch) -> None:
-    for recorder in watch.recorders.values():
-        recorder.started.clear()
+    storage: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
+    network: list[float] = field(default_factory=list)
 
 
 async def storage_run(cluster: LocalCluster, watch: Watch, cameras: list[str]) -> float:
     """One storage failover, measured, then repaired, confirmed and back home."""
-    forget_starts(watch)
-    watch.storage_report = None
+    watch.forget()
     cluster.fail_storage(FAILING)
-    done = await until_rehosted(watch, cameras, 30)
+    done = await watch.until_rehosted(cameras, 30)
     assert watch.storage_report is not None, "no heartbeat reported the failed storage"
     elapsed = done - watch.storage_report
     cluster.repair_storage(FAILING)
-    await wait_for(cluster, lambda s: _server(s, FAILING)["storage"] == "ok", 30)
-    reply = await cluster.confirm_failback(FAILING)
-    assert reply.ok, reply.reason
-    await wait_for(cluster, all_home, 30)
+    await watch.until_storage_ok(30)
+    await confirm_failback(cluster, FAILING, 30)
+    await wait_for(cluster, all_home, 60, every=0.2)
     return elapsed
 
 
 async def network_run(cluster: LocalCluster, watch: Watch, cameras: list[str]) -> float:
     """One network cut, measured from the last heartbeat heard, then restored and home."""
-    forget_starts(watch)
+    watch.forget()
     cluster.relays[FAILING].cut()
     cut_at = time.monotonic()
-    done = await until_rehosted(watch, cameras, cluster.config.timing.network_timeout + 30)
+    done = await watch.until_rehosted(cameras, cluster.config.timing.network_timeout + 30)
     last = watch.last_heartbeat
     assert last <= cut_at + 0.05, "a heartbeat got through the cut"
     cluster.relays[FAILING].restore()
-    await wait_for(cluster, all_home, 60)
+    await wait_for(cluster, all_home, 60, every=0.2)
     return done - last
 
 
-def _server(doc: Status, sid: str) -> dict[str, Any]:
-    return next(s for s in doc["servers"] if s["id"] == sid)
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    """Median, p99 (nearest rank), min and max, in milliseconds."""
-    ms = sorted(s * 1000 for s in samples)
-    p99 = ms[max(0, round(0.99 * len(ms) + 0.5) - 1)]
-    return {
-        "runs": len(ms),
-        "median_ms": round(statistics.median(ms), 1),
-        "p99_ms": round(p99, 1),
-        "min_ms": round(ms[0], 1),
-        "max_ms": round(ms[-1], 1),
-    }
-
-
-async def bench(runs: int, network_runs: int, network_timeout: float) -> dict[str, Any]:
+async def measure(
+    cameras: int, runs: int, bare_per_run: int, network_runs: int, network_timeout: float
+) -> Samples:
+    """One cluster with ``cameras`` on rs-1: storage failovers, each followed by
+    ``bare_per_run`` bare relays, then ``network_runs`` network cuts."""
+    found = Samples()
     with tempfile.TemporaryDirectory(prefix="blaze-bench-") as tmp:
         root = Path(tmp)
         nats = embedded_server(root / "nats")
         nats.start()
-        watch = Watch()
-
-        def recorder(settings: AgentSettings, on_error: Callable[[str], None]) -> TimedRecorder:
-            watch.recorders[settings.server_id] = TimedRecorder(settings, on_error)
-            return watch.recorders[settings.server_id]
-
-        cluster = LocalCluster(nats, config(network_timeout), root / "cluster", recorder)
+        watch = Watch(FAILING)
+        settings = config(network_timeout, cameras)
+        cluster = LocalCluster(nats, settings, root / "cluster", watch.recorder)
         try:
             await cluster.start(with_sync=False)  # footage sync would compete for the CPU
-            assert cluster.bus is not None
-            await cluster.bus.subscribe(subjects.heartbeat(FAILING), Heartbeat, watch.on_heartbeat)
-            await wait_for(cluster, all_home, 60)
-            cameras = [c.id for c in cluster.config.cameras if c.home == FAILING]
-            storage = [await storage_run(cluster, watch, cameras) for _ in range(runs)]
-            network = [await network_run(cluster, watch, cameras) for _ in range(network_runs)]
+            await watch.listen(cluster)
+            await wait_for(cluster, all_home, 120)
+            moving = [c.id for c in settings.cameras if c.home == FAILING]
+            async with await BareRelay.open(nats.url) as bare:
+                for _ in range(runs):
+                    found.storage.append(await storage_run(cluster, watch, moving))
+                    found.bare += await bare.samples(bare_per_run)
+            for _ in range(network_runs):
+                found.network.append(await network_run(cluster, watch, moving))
         finally:
             await cluster.close()
             nats.stop()
-    beyond = [s - network_timeout for s in network]
-    return {
-        "storage_report_to_64_cameras_rehosted": summary(storage),
-        "last_heartbeat_to_64_cameras_rehosted": summary(network),
-        "network_failover_beyond_timeout": summary(beyond),
-        "network_timeout_s": network_timeout,
-    }
+    return found
 
 
-def machine() -> dict[str, Any]:
-    nats = find_nats_server()
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "nats_server": ".".join(map(str, server_version(nats))),
-    }
+def figures(by_size: dict[int, Samples], network_timeout: float) -> list[Figure]:
+    """Every figure, with the goals of issue 8 where it sets one."""
+    found = []
+    for n, s in by_size.items():
+        at_goal = n == GOAL_SIZE
+        ours = Figure.of(
+            f"storage_report_to_{n}_claimed",
+            f"storage failure reported -> all {n} cameras of the server claimed by new hosts",
+            s.storage,
+            goal=f"p99 ≤ {GOAL_MS:g} ms" if at_goal else "",
+            limit=GOAL_MS if at_goal else None,
+        )
+        base = Figure.of(
+            f"bare_relay_beside_{n}",
+            "one message agent -> health -> placement -> host through three bare nats-py "
+            f"subscribers, on the same server, between the {n}-camera runs",
+            s.bare,
+        )
+        ratio = ratio_figure(
+            f"ratio_{n}",
+            f"storage_report_to_{n}_claimed over bare_relay_beside_{n}: median over "
+            "median, p99 over p99",
+            ours,
+            base,
+            goal=f"p99 ratio ≤ {GOAL_RATIO:g}×" if at_goal else "",
+            limit=GOAL_RATIO if at_goal else None,
+        )
+        found += [ours, base, ratio]
+    network = by_size[NETWORK_SIZE].network
+    limit_ms = network_timeout * 1000 + GOAL_BEYOND_TIMEOUT_MS
+    found.append(
+        Figure.of(
+            f"network_cut_to_{NETWORK_SIZE}_claimed",
+            f"last heartbeat heard before a black-holed cut -> all {NETWORK_SIZE} cameras of "
+            f"the server claimed by new hosts (network_timeout {network_timeout:g} s)",
+            network,
+            goal=f"p99 ≤ network_timeout + {GOAL_BEYOND_TIMEOUT_MS:g} ms ({limit_ms:,.0f} ms)",
+            limit=limit_ms,
+        )
+    )
+    found.append(
+        Figure.of(
+            "network_beyond_timeout",
+            f"the same, less network_timeout ({network_timeout:g} s)",
+            [t - network_timeout for t in network],
+        )
+    )
+    return found
+
+
+async def bench(
+    runs: dict[int, int], bare_per_run: int, network_runs: int, network_timeout: float
+) -> tuple[list[Figure], dict[str, float]]:
+    """Every size's cluster in turn; the figures, and the seconds each cluster took."""
+    by_size = {}
+    walls = {}
+    for n in SIZES:
+        cuts = network_runs if n == NETWORK_SIZE else 0
+        started = time.monotonic()
+        by_size[n] = await measure(n, runs[n], bare_per_run, cuts, network_timeout)
+        walls[str(n)] = round(time.monotonic() - started, 1)
+    return figures(by_size, network_timeout), walls
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.failover", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="storage failovers (default 20)")
-    parser.add_argument("--network-runs", type=int, default=20, help="network cuts (default 20)")
-    parser.add_argument("--network-timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--runs", type=int, help=f"storage failovers per size (default {RUNS})")
+    parser.add_argument("--bare", type=int, default=10, help="bare relays after each failover")
+    parser.add_argument("--network-runs", type=int, default=6, help="network cuts (default 6)")
+    parser.add_argument(
+        "--network-timeout", type=float, default=10.0, help="seconds (default 10, as deployed)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="one run of each, a short timeout")
     args = parser.parse_args(argv)
+    runs = dict.fromkeys(SIZES, args.runs) if args.runs else RUNS
+    if args.smoke:
+        runs, args.bare, args.network_runs, args.network_timeout = (
+            dict.fromkeys(SIZES, 1),
+            5,
+            1,
+            2.0,
+        )
     logging.basicConfig(level=logging.ERROR)
-    figures = asyncio.run(bench(args.runs, args.network_runs, args.network_timeout))
-    result = {"machine": machine(), "figures": figures}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "failover.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'figure':45} {'runs':>5} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
-    for name, f in figures.items():
-        if isinstance(f, dict):
-            print(
-                f"{name:45} {f['runs']:>5} {f['median_ms']:>10} {f['p99_ms']:>9} {f['max_ms']:>9}"
-            )
-    print(f"network_timeout {args.network_timeout} s; written to {RESULTS / 'failover.json'}")
+    started = time.monotonic()
+    found, walls = asyncio.run(bench(runs, args.bare, args.network_runs, args.network_timeout))
+    params = {
+        "sizes": list(SIZES),
+        "runs": {str(n): r for n, r in runs.items()},
+        "bare_relays_per_run": args.bare,
+        "network_runs": args.network_runs,
+        "network_timeout_s": args.network_timeout,
+        "heartbeat_interval_s": HEARTBEAT_S,
+        "wall_s_by_size": walls,
+        "smoke": args.smoke,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    write_result("failover", found, params)
     return 0
 
 

@@ -10,7 +10,7 @@
    leader). Each run in a fresh cluster.
 
 Health runs in this process (one monotonic clock times every step); the two placement
-replicas are processes. Prints a table and writes ``bench/results/ha.json``.
+replicas are processes. Issue 8 sets no goal for these. Writes ``bench/results/ha.json``.
 """
 
 from __future__ import annotations
@@ -18,35 +18,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-from bench.failover import (
-    FAILING,
-    TimedRecorder,
-    Watch,
-    forget_starts,
-    machine,
-    summary,
-    until_rehosted,
-    wait_for,
-)
+from bench.cluster import Watch, server_status, wait_for
+from bench.common import Figure, write_result
+from bench.failover import FAILING
 from bench.failover import config as failover_config
-from services.heartbeat.app import AgentSettings
 from services.sim.local import LocalCluster, Status, all_home
 from services.sim.processes import ServiceProcesses
 from shared import subjects
 from shared.bus import NatsCluster, embedded_cluster, read_leases
 from shared.config import ClusterConfig
 from shared.errors import BusError
-from shared.messages import CameraMovePlanned, Heartbeat, Message
+from shared.messages import CameraMovePlanned, Message
 
-RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger("bench.ha")
 REPLICAS = ("placement-a", "placement-b")
 
@@ -71,7 +60,7 @@ async def until_leader(cluster: LocalCluster, wanted: Callable[[str | None], boo
 async def back_home(cluster: LocalCluster) -> None:
     """Repair rs-1's storage, confirm the failback (R7), wait until all are home."""
     cluster.repair_storage(FAILING)
-    await wait_for(cluster, lambda s: _server(s, FAILING)["storage"] == "ok", 60)
+    await wait_for(cluster, lambda s: server_status(s, FAILING)["storage"] == "ok", 60)
     deadline = time.monotonic() + 120  # a new health leader needs a fresh heartbeat first
     while not await confirmed(cluster):
         if time.monotonic() > deadline:
@@ -91,22 +80,18 @@ async def confirmed(cluster: LocalCluster) -> bool:
     return reply.ok
 
 
-def _server(doc: Status, sid: str) -> dict[str, Any]:
-    return next(s for s in doc["servers"] if s["id"] == sid)
-
-
 async def takeover_run(
     cluster: LocalCluster, placements: ServiceProcesses, watch: Watch, cameras: list[str]
 ) -> tuple[float, float]:
     """SIGKILL the placement leader as rs-1's storage fails; (lease taken, all re-hosted)."""
     old = await leader(cluster)
     assert old in REPLICAS, old
-    forget_starts(watch)
+    watch.forget()
     placements.kill(old)
     killed = time.monotonic()
     cluster.fail_storage(FAILING)
     taken = await until_leader(cluster, lambda h: h is not None and h != old)
-    done = await until_rehosted(watch, cameras, 60)
+    done = await watch.until_rehosted(cameras, 60)
     placements.start("placement", old)  # the new standby
     await back_home(cluster)
     return taken - killed, done - killed
@@ -133,7 +118,7 @@ async def node_run(cluster: LocalCluster, watch: Watch, cameras: list[str]) -> t
     cluster.fail_storage(FAILING)
     await asyncio.wait_for(planned.wait(), 30)
     await sub.unsubscribe()
-    done = await until_rehosted(watch, cameras, 60)
+    done = await watch.until_rehosted(cameras, 60)
     assert watch.storage_report is not None
     await wait_for(cluster, lambda s: all(_failed_over(s, c) for c in cameras), 60)
     confirmed_at = time.monotonic()
@@ -152,17 +137,11 @@ async def ha_cluster(
     placement is left to the caller. Stopped on the way out."""
     nats = embedded_cluster(root / "nats")
     nats.start()
-    watch = Watch()
-
-    def recorder(settings: AgentSettings, on_error: Callable[[str], None]) -> TimedRecorder:
-        watch.recorders[settings.server_id] = TimedRecorder(settings, on_error)
-        return watch.recorders[settings.server_id]
-
-    cluster = LocalCluster(nats, config, root / "cluster", recorder)
+    watch = Watch(FAILING)
+    cluster = LocalCluster(nats, config, root / "cluster", watch.recorder)
     try:
         await cluster.start(with_placement=False, with_sync=False)
-        assert cluster.bus is not None
-        await cluster.bus.subscribe(subjects.heartbeat(FAILING), Heartbeat, watch.on_heartbeat)
+        await watch.listen(cluster)
         yield cluster, watch
     finally:
         await cluster.close()
@@ -199,35 +178,69 @@ async def node_deaths(runs: int, config: ClusterConfig) -> list[tuple[float, flo
     return found
 
 
-async def bench(runs: int) -> dict[str, Any]:
+NAMES = (
+    "placement_sigkill_to_standby_leads",
+    "placement_sigkill_to_64_claimed",
+    "stream_leader_killed_storage_report_to_64_claimed",
+    "stream_leader_killed_storage_report_to_64_confirmed",
+)
+
+
+def names() -> list[str]:
+    """The figures this benchmark writes, in order."""
+    return list(NAMES)
+
+
+async def bench(runs: int) -> tuple[list[Figure], float]:
     config = failover_config(network_timeout=10.0)
     killed_leaders = await takeovers(runs, config)
     killed_nodes = await node_deaths(runs, config)
-    return {
-        "placement_sigkill_to_standby_holds_lease": summary([t for t, _ in killed_leaders]),
-        "placement_sigkill_to_64_cameras_rehosted": summary([d for _, d in killed_leaders]),
-        "storage_report_to_64_rehosted_stream_leader_killed": summary([r for r, _ in killed_nodes]),
-        "storage_report_to_64_moves_confirmed_stream_leader_killed": summary(
-            [c for _, c in killed_nodes]
+    figures = [
+        Figure.of(
+            NAMES[0],
+            "placement leader SIGKILLed -> the standby (another process) holds the lease",
+            [t for t, _ in killed_leaders],
         ),
-        "lease_ttl_s": config.timing.lease_ttl,
-    }
+        Figure.of(
+            NAMES[1],
+            "placement leader SIGKILLed as rs-1's storage fails -> all 64 of its cameras "
+            "claimed by new hosts (the standby rebuilds its state first)",
+            [d for _, d in killed_leaders],
+        ),
+        Figure.of(
+            NAMES[2],
+            "the event stream's leader node SIGKILLed after the first failover decision: "
+            "storage failure reported -> all 64 cameras claimed by new hosts",
+            [r for r, _ in killed_nodes],
+        ),
+        Figure.of(
+            NAMES[3],
+            "the same -> every move confirmed in the placement state (confirmations wait "
+            "for JetStream's new stream leader)",
+            [c for _, c in killed_nodes],
+        ),
+    ]
+    return figures, config.timing.lease_ttl
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ha", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=10, help="runs of each (default 10)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each (default 5)")
+    parser.add_argument("--smoke", action="store_true", help="one run of each")
     args = parser.parse_args(argv)
+    runs = 1 if args.smoke else args.runs
     logging.basicConfig(level=logging.ERROR)
-    figures = asyncio.run(bench(args.runs))
-    result = {"machine": {**machine(), "nats_nodes": 3}, "figures": figures}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ha.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'figure':58} {'runs':>5} {'median ms':>10} {'max ms':>9}")
-    for name, f in figures.items():
-        if isinstance(f, dict):
-            print(f"{name:58} {f['runs']:>5} {f['median_ms']:>10} {f['max_ms']:>9}")
-    print(f"lease ttl {figures['lease_ttl_s']} s; written to {RESULTS / 'ha.json'}")
+    started = time.monotonic()
+    figures, lease_ttl = asyncio.run(bench(runs))
+    params = {
+        "runs": runs,
+        "nats_nodes": 3,
+        "cameras_failing": 64,
+        "lease_ttl_s": lease_ttl,
+        "smoke": args.smoke,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    write_result("ha", figures, params)
     return 0
 
 

@@ -12,6 +12,7 @@ history makes the same choices (R11).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,9 @@ PRIORITY_ORDER = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2, Priorit
 
 SAME_GROUP, SAME_SITE, OTHER_SITE = 0, 1, 2
 """How far a server is from a camera's home, nearest first."""
+
+DEFAULT_LOCATION = ("default", "default")
+"""(site, group) of a server the topology does not place."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,27 @@ class Topology:
     location: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     across_groups: bool = True
     across_sites: bool = False
+    members: Mapping[tuple[str, str] | str, list[str]] = field(
+        init=False, repr=False, compare=False
+    )
+    """(site, group), and site -> the servers ``location`` places there."""
+    sites: list[str] = field(init=False, repr=False, compare=False)
+    """Every site ``location`` names, sorted."""
+
+    def __post_init__(self) -> None:
+        # Grouped once, with the topology (placement keeps one per adopt), so that no
+        # plan looks at every server's location.
+        members: dict[tuple[str, str] | str, list[str]] = {}
+        for server, (site, group) in self.location.items():
+            members.setdefault((site, group), []).append(server)
+            members.setdefault(site, []).append(server)
+        object.__setattr__(self, "members", members)
+        object.__setattr__(self, "sites", sorted({site for site, _ in self.location.values()}))
 
     def distance(self, home: str, server: str) -> int | None:
         """SAME_GROUP, SAME_SITE or OTHER_SITE; None when the policy forbids it."""
-        home_site, home_group = self.location.get(home, ("default", "default"))
-        site, group = self.location.get(server, ("default", "default"))
+        home_site, home_group = self.location.get(home, DEFAULT_LOCATION)
+        site, group = self.location.get(server, DEFAULT_LOCATION)
         if site != home_site:
             return OTHER_SITE if self.across_sites else None
         if group != home_group:
@@ -84,30 +104,98 @@ def plan(
     Returns:
         camera id -> chosen server id, or None when it fits nowhere within reach.
     """
-    where = topology or Topology()
-    left = {server: n for server, n in free.items() if n > 0}
+    spare = Spare(free, topology or Topology())
     chosen: dict[str, str | None] = {}
     for cam in placement_order(cameras):
-        server = _pick(cam, left, where)
+        server = spare.pick(cam)
         chosen[cam.camera] = server
         if server is not None:
-            left[server] -= 1
-            if left[server] == 0:
-                del left[server]
+            spare.take(server)
     return chosen
 
 
-def _pick(cam: Candidate, left: Mapping[str, int], topology: Topology) -> str | None:
-    if cam.home in left:
-        return cam.home
-    if cam.priority is Priority.NEVER:
-        return None
-    best: tuple[int, int, str] | None = None
-    for server, n in left.items():
-        distance = topology.distance(cam.home, server)
-        if distance is not None and (best is None or (distance, -n, server) < best):
-            best = (distance, -n, server)
-    return None if best is None else best[2]
+class Spare:
+    """The free channels left while one plan is made, and per group and per site the
+    servers with the most of them first, so a pick looks at a few heap tops instead of
+    every server, and a plan costs what it places, not what the fleet holds (issue 8:
+    a failure at 1M cameras and 10k servers).
+
+    ``taken`` counts what this plan gave away, so the caller's map (which may be a live
+    view) is never copied. The heaps hold (-free, server) entries; an entry whose count
+    is no longer the server's ``left`` is stale and skipped. ``take`` keeps them in
+    step: it pushes the server's new count to every heap built so far. A heap is built
+    the first time a pick needs it, so a failure that stays in its group never looks at
+    the others.
+    """
+
+    def __init__(self, free: Mapping[str, int], topology: Topology) -> None:
+        self.free, self.topology = free, topology
+        self.taken: dict[str, int] = {}
+        self.heaps: dict[tuple[str, str] | str, list[tuple[int, str]]] = {}
+        """(site, group) or site -> (-free, server) entries, fullest-free first."""
+        self._unplaced: list[str] | None = None
+
+    def left(self, server: str) -> int:
+        """Free channels of ``server`` not yet given away by this plan (<= 0: none)."""
+        return self.free.get(server, 0) - self.taken.get(server, 0)
+
+    def where(self, server: str) -> tuple[str, str]:
+        return self.topology.location.get(server, DEFAULT_LOCATION)
+
+    def pick(self, cam: Candidate) -> str | None:
+        """Home if it has a free channel; else the nearest reachable tier (home's group,
+        its site, other sites), and in it the most free channels, then the lowest id."""
+        if self.left(cam.home) > 0:
+            return cam.home
+        if cam.priority is Priority.NEVER:
+            return None
+        site, group = self.where(cam.home)
+        best = self.best((site, group))
+        if best is None and self.topology.across_groups:
+            best = self.best(site)  # home's group has nothing free: all of the site is others
+        if best is None and self.topology.across_sites:
+            tops = (self.best(other) for other in self.sites() if other != site)
+            best = min((t for t in tops if t is not None), default=None)
+        return None if best is None else best[1]
+
+    def best(self, key: tuple[str, str] | str) -> tuple[int, str] | None:
+        """The (-free, server) top of a group's or site's heap, stale entries dropped."""
+        heap = self.heaps.get(key)
+        if heap is None:
+            heap = [(-n, s) for s in self.servers_at(key) if (n := self.left(s)) > 0]
+            heapq.heapify(heap)
+            self.heaps[key] = heap
+        while heap and self.left(heap[0][1]) != -heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def servers_at(self, key: tuple[str, str] | str) -> list[str]:
+        """The servers of a (site, group) or a site, the unplaced ones in the default."""
+        placed = self.topology.members.get(key, [])
+        if key in (DEFAULT_LOCATION, DEFAULT_LOCATION[0]):
+            return placed + self.unplaced()
+        return placed
+
+    def sites(self) -> list[str]:
+        default = [DEFAULT_LOCATION[0]] if self.unplaced() else []
+        return sorted({*self.topology.sites, *default})
+
+    def unplaced(self) -> list[str]:
+        """Servers with free channels that the topology places nowhere (looked up once)."""
+        if self._unplaced is None:
+            location = self.topology.location
+            self._unplaced = [s for s in self.free if s not in location and self.left(s) > 0]
+        return self._unplaced
+
+    def take(self, server: str) -> None:
+        """One channel of ``server`` is given away."""
+        self.taken[server] = self.taken.get(server, 0) + 1
+        n = self.left(server)
+        if n > 0:
+            site, group = self.where(server)
+            for key in ((site, group), site):
+                if key in self.heaps:
+                    heapq.heappush(self.heaps[key], (-n, server))
 
 
 def choose_victims(

@@ -3,7 +3,9 @@
 ``Placement`` is a pure fold: ``apply(event)`` mutates the state and returns
 the events placement publishes about its decisions. It never reads the clock
 and never touches the bus, so a replay of the same inputs makes the same
-decisions, and the shell can persist it, kill it and resume it.
+decisions, and the shell can persist it, kill it and resume it. An in-memory
+``PlacementIndex`` (cameras by server and by state) keeps an event's cost to the
+cameras it touches, at 100k cameras and beyond (issue 8).
 
 A camera is *settled* on ``host``; while it moves it has a ``target`` and
 possibly hosts that must confirm a release first (``release_from``, R8).
@@ -17,11 +19,11 @@ does the high camera that displaced it get that channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from services.placement.planner import (
     PRIORITY_ORDER,
@@ -145,6 +147,137 @@ class CameraSlot(BaseModel):
         return self.target if self.target is not None else self.host
 
 
+class PlacementIndex:
+    """Which cameras each server and each state concerns: a mirror of the cameras' home,
+    host, target, release_from and release_after, and which servers are drained or
+    failing back, so that an event costs what it touches and not a pass over every
+    camera or server (issue 8). ``Placement`` builds it on first use and keeps it in
+    step: every change of a camera's fields happens inside ``updating``, every change
+    of a server's state or drain is followed by ``note_server``. It is never persisted,
+    and ``tests/unit/test_state_machine.py`` checks it against a recomputation after
+    every step."""
+
+    def __init__(
+        self, cameras: Iterable[CameraSlot] = (), servers: Iterable[ServerSlot] = ()
+    ) -> None:
+        self.server_position: dict[str, int] = {}
+        """Server -> its place in ``Placement.servers``, whose order notices follow."""
+        self.drained: set[str] = set()
+        """Servers in maintenance (mirrors ``ServerSlot.drained``)."""
+        self.failing_back: set[str] = set()
+        """Servers failing back (mirrors ``ServerSlot.state``)."""
+        for slot in servers:
+            self.add_server(slot)
+        self.position: dict[str, int] = {}
+        """Camera -> its place in ``Placement.cameras``, whose order notices follow."""
+        self.homed: dict[str, set[str]] = {}
+        """Server -> cameras whose home it is (mirrors ``home``; kept by ``add_camera``)."""
+        self.holding: dict[str, set[str]] = {}
+        """Server -> cameras holding a channel on it (mirrors ``_channels``)."""
+        self.by_state: dict[CameraState, set[str]] = {s: set() for s in CameraState}
+        """State -> cameras in it (mirrors ``CameraSlot.state``)."""
+        self.unsettled: set[str] = set()
+        """Cameras agents still have steps for (mirrors ``_steps`` being non-empty)."""
+        for cam in cameras:
+            self.add_camera(cam)
+
+    def add_server(self, slot: ServerSlot) -> None:
+        """A server new to the state, placed after every server already there."""
+        self.server_position[slot.id] = len(self.server_position)
+        self.note_server(slot)
+
+    def note_server(self, slot: ServerSlot) -> None:
+        """After a change of a server's state or drain."""
+        for members, now in (
+            (self.drained, slot.drained),
+            (self.failing_back, slot.state is ServerState.FAILING_BACK),
+        ):
+            if now:
+                members.add(slot.id)
+            else:
+                members.discard(slot.id)
+
+    def servers_in_order(self, servers: Iterable[str]) -> list[str]:
+        """Server ids in the state's server order."""
+        return sorted(servers, key=self.server_position.__getitem__)
+
+    def add_camera(self, cam: CameraSlot) -> None:
+        """A camera new to the state, placed after every camera already there."""
+        self.position[cam.id] = len(self.position)
+        self.homed.setdefault(cam.home, set()).add(cam.id)
+        self.add(cam)
+
+    def updating(self, cam: CameraSlot) -> _Change:
+        """Around a change of a camera's host, target or releases (never nested)."""
+        return _Change(self, cam)
+
+    def in_order(self, cameras: Iterable[str]) -> list[str]:
+        """Camera ids in the state's camera order (a full pass would meet them so)."""
+        return sorted(cameras, key=self.position.__getitem__)
+
+    def holding_on(self, server: str) -> set[str]:
+        """Cameras holding a channel on ``server`` (a live view: copy it to change cameras)."""
+        return self.holding.get(server, set())
+
+    def add(self, cam: CameraSlot) -> None:
+        """Index a camera under what it holds now."""
+        for server in _channels(cam):
+            self.holding.setdefault(server, set()).add(cam.id)
+        self.by_state[cam.state].add(cam.id)
+        if cam.target is not None or cam.release_from or cam.release_after:  # _steps
+            self.unsettled.add(cam.id)
+
+    def remove(self, cam: CameraSlot) -> None:
+        """Unindex a camera from what it holds now."""
+        for server in _channels(cam):
+            self.holding[server].discard(cam.id)
+        self.by_state[cam.state].discard(cam.id)
+        self.unsettled.discard(cam.id)
+
+
+class _Change:
+    """``with index.updating(cam):`` unindexes the camera, then indexes it again."""
+
+    __slots__ = ("cam", "index")
+
+    def __init__(self, index: PlacementIndex, cam: CameraSlot) -> None:
+        self.index, self.cam = index, cam
+
+    def __enter__(self) -> None:
+        self.index.remove(self.cam)
+
+    def __exit__(self, *_: object) -> None:
+        self.index.add(self.cam)
+
+
+class FreeChannels(Mapping[str, int]):
+    """Free channels of every server that may take cameras now, read from the state on
+    demand: the planner asks about the servers it considers, not every server (issue 8).
+    A live view: valid while the state does not change, as during one ``plan`` call."""
+
+    def __init__(self, state: Placement) -> None:
+        self.servers, self.holding = state.servers, state.index.holding
+
+    def __getitem__(self, server: str) -> int:
+        slot = self.servers[server]
+        if not _takes_cameras(slot):
+            raise KeyError(server)
+        return max(0, slot.capacity - len(self.holding.get(server, ())))
+
+    def get(self, server: str, default: int = 0) -> int:  # type: ignore[override]
+        """Free channels of ``server``, or ``default``: what the planner asks, per server."""
+        slot = self.servers.get(server)
+        if slot is None or slot.drained or slot.state not in ACCEPTS_CAMERAS:
+            return default
+        return max(0, slot.capacity - len(self.holding.get(server, ())))
+
+    def __iter__(self) -> Iterator[str]:
+        return (sid for sid, s in self.servers.items() if _takes_cameras(s))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class Placement(BaseModel):
     """The whole placement state; persisted as one snapshot with the log cursor."""
 
@@ -156,6 +289,20 @@ class Placement(BaseModel):
     cluster_id: str = Field(
         "", description="Made once, with the first snapshot; stamped on every command."
     )
+    _index: PlacementIndex | None = PrivateAttr(None)
+    _topology: Topology | None = PrivateAttr(None)
+    """Mirrors the servers' sites and groups and the policy; ``adopt``, the only place
+    they change, drops it."""
+
+    @property
+    def index(self) -> PlacementIndex:
+        """The cameras by server and by state, built from the cameras on first use."""
+        # Read from pydantic's slot directly: ``self._index`` takes its slow __getattr__.
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        index: PlacementIndex | None = private["_index"]
+        if index is None:
+            index = private["_index"] = PlacementIndex(self.cameras.values(), self.servers.values())
+        return index
 
     # ---- construction ----
 
@@ -170,16 +317,20 @@ class Placement(BaseModel):
         """Add servers and cameras of the config that the state does not know yet; take the
         policy and every server's site and group from the config."""
         self.policy = config.placement
+        self._topology = None  # sites, groups and the policy may change here
         joined = [s for s in config.servers if s.id not in self.servers]
         for s in joined:
-            self.servers[s.id] = ServerSlot(id=s.id, capacity=s.capacity)
+            slot = self.servers[s.id] = ServerSlot(id=s.id, capacity=s.capacity)
+            if self._index is not None:
+                self._index.add_server(slot)
         for s in config.servers:
             self.servers[s.id].site, self.servers[s.id].group = s.site, s.group
         new = [c for c in config.cameras if c.id not in self.cameras]
         for c in new:
-            self.cameras[c.id] = CameraSlot(
-                id=c.id, home=c.home, priority=c.priority, failback=c.failback
-            )
+            cam = CameraSlot(id=c.id, home=c.home, priority=c.priority, failback=c.failback)
+            self.cameras[c.id] = cam
+            if self._index is not None:
+                self._index.add_camera(cam)
         notices = self._place([self.cameras[c.id] for c in new], MoveReason.START)
         return notices + (self._place_pending() if joined else [])  # R5: a server joins
 
@@ -187,51 +338,47 @@ class Placement(BaseModel):
 
     def load(self, server: str) -> int:
         """Channels in use or reserved on a server."""
-        return self.loads().get(server, 0)
+        return len(self.index.holding_on(server)) if server in self.servers else 0
 
     def loads(self) -> dict[str, int]:
-        """Channels in use or reserved on every server, in one pass over the cameras."""
-        loads = dict.fromkeys(self.servers, 0)
-        for cam in self.cameras.values():
-            for server in _channels(cam):
-                if server in loads:
-                    loads[server] += 1
-        return loads
+        """Channels in use or reserved on every server."""
+        holding = self.index.holding
+        return {sid: len(holding.get(sid, ())) for sid in self.servers}
 
     def cameras_by_state(self) -> dict[CameraState, int]:
         """How many cameras are home, failed over, Pending, moving."""
-        counts = dict.fromkeys(CameraState, 0)
-        for cam in self.cameras.values():
-            counts[cam.state] += 1
-        return counts
+        return {s: len(cameras) for s, cameras in self.index.by_state.items()}
 
     def moving_off(self, server: str) -> bool:
         """Whether a camera that left ``server`` is still on its way to a new host."""
-        return any(
-            c.moved_from == server and c.state is CameraState.MOVING for c in self.cameras.values()
-        )
+        moving = self.index.by_state[CameraState.MOVING]
+        return any(self.cameras[c].moved_from == server for c in moving)
 
     def free_capacity(self) -> dict[str, int]:
         """Free channels of every server that may take cameras now."""
-        loads = self.loads()
+        holding = self.index.holding
         return {
-            sid: max(0, s.capacity - loads[sid])
+            sid: max(0, s.capacity - len(holding.get(sid, ())))
             for sid, s in self.servers.items()
-            if s.state in ACCEPTS_CAMERAS and not s.drained
+            if _takes_cameras(s)
         }
 
     def topology(self) -> Topology:
-        """Sites, groups and the policy's reach, for the planner."""
-        return Topology(
-            location={sid: (s.site, s.group) for sid, s in self.servers.items()},
-            across_groups=self.policy.across_groups,
-            across_sites=self.policy.across_sites,
-        )
+        """Sites, groups and the policy's reach, for the planner (made once per adopt)."""
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        topology: Topology | None = private["_topology"]
+        if topology is None:
+            topology = private["_topology"] = Topology(
+                location={sid: (s.site, s.group) for sid, s in self.servers.items()},
+                across_groups=self.policy.across_groups,
+                across_sites=self.policy.across_sites,
+            )
+        return topology
 
     def outstanding_commands(self) -> list[Command]:
         """The commands the agents still have to carry out, derived from the state."""
         by_server: dict[tuple[str, Action, bool], list[Assignment]] = {}
-        for cam in sorted(self.cameras.values(), key=lambda c: c.id):
+        for cam in (self.cameras[c] for c in sorted(self.index.unsettled)):
             assignment = Assignment(camera=cam.id, epoch=cam.epoch)
             for step in _steps(cam):
                 by_server.setdefault(step, []).append(assignment)
@@ -247,7 +394,7 @@ class Placement(BaseModel):
         releasing there already, or one it holds under the current epoch, is not a stray.
         """
         found = []
-        for camera, epoch in sorted(hosted.items()):
+        for camera, epoch in hosted.items():
             cam = self.cameras.get(camera)
             if cam is None or cam.epoch <= epoch:
                 continue
@@ -255,16 +402,14 @@ class Placement(BaseModel):
                 continue
             if cam.target == server or (cam.host == server and cam.target is None):
                 continue
-            found.append(Assignment(camera=camera, epoch=cam.epoch))
-        return found
+            found.append(cam)
+        return [Assignment(camera=c.id, epoch=c.epoch) for c in sorted(found, key=_by_id)]
 
     def missing(self, server: str, hosted: dict[str, int]) -> list[Assignment]:
         """Cameras settled on a server that it does not record (it restarted, or lost a claim)."""
-        return [
-            Assignment(camera=c.id, epoch=c.epoch)
-            for c in sorted(self.cameras.values(), key=lambda c: c.id)
-            if c.host == server and c.target is None and c.id not in hosted
-        ]
+        settled = (self.cameras[c] for c in self.index.holding_on(server) if c not in hosted)
+        gone = [c for c in settled if c.host == server and c.target is None]
+        return [Assignment(camera=c.id, epoch=c.epoch) for c in sorted(gone, key=_by_id)]
 
     def what_if(self, server: str) -> tuple[Placement, list[Notice]]:
         """What placement would decide if ``server``'s storage failed now, on a copy, with
@@ -292,7 +437,7 @@ class Placement(BaseModel):
     def apply(self, event: AnyEvent) -> list[Notice]:
         """Fold one event of the log in; return placement's own events about it."""
         notices = self._fold(event)
-        if any(s.drained and not s.drain_reported for s in self.servers.values()):
+        if any(not self.servers[s].drain_reported for s in self.index.drained):
             notices += self._drains_completed()
         return notices
 
@@ -330,11 +475,14 @@ class Placement(BaseModel):
             if cause is FailureCause.STORAGE
             else ServerState.NETWORK_FAILED
         )
+        self.index.note_server(slot)
         slot.storage_ok = slot.storage_ok and cause is not FailureCause.STORAGE
         displaced: list[CameraSlot] = []
         reclaim: list[CameraSlot] = []
-        for cam in self.cameras.values():
-            match _lose_server(cam, server):
+        for cam in self._cameras(self.index.holding_on(server)):
+            with self.index.updating(cam):
+                outcome = _lose_server(cam, server)
+            match outcome:
                 case "displaced":
                     displaced.append(cam)
                 case "reclaim":
@@ -356,8 +504,9 @@ class Placement(BaseModel):
         if slot is None or slot.state in ACCEPTS_CAMERAS:
             return []
         slot.state, slot.storage_ok = ServerState.FAILING_BACK, True
+        self.index.note_server(slot)
         notices: list[Notice] = [] if slot.drained else self._bring_home(server)
-        moving = sum(1 for c in self.cameras.values() if c.target == server)
+        moving = sum(1 for c in self.index.holding_on(server) if self.cameras[c].target == server)
         notices.insert(0, FailbackStarted(server=server, cameras=moving, cause=cause))
         notices += self._maybe_failback_completed(server)
         notices += self._place_pending()
@@ -369,7 +518,8 @@ class Placement(BaseModel):
             cam = self.cameras.get(a.camera)
             if cam is None or cam.target != server or cam.epoch != a.epoch or cam.release_from:
                 continue
-            cam.host, cam.target = server, None
+            with self.index.updating(cam):
+                cam.host, cam.target = server, None
             notices.append(
                 CameraMoved(
                     camera=cam.id,
@@ -392,9 +542,10 @@ class Placement(BaseModel):
                 continue
             if server not in (*cam.release_from, *cam.release_after):
                 continue
-            if server in cam.release_from and cam.host == server:
-                cam.host = None
-            _forget_host(cam, server)
+            with self.index.updating(cam):
+                if server in cam.release_from and cam.host == server:
+                    cam.host = None
+                _forget_host(cam, server)
             freed = True
         return self._place_pending() + self._failbacks_completed() if freed else []
 
@@ -420,6 +571,7 @@ class Placement(BaseModel):
         if slot is None or slot.drained:
             return []
         slot.drained, slot.drain_reported = True, False
+        self.index.note_server(slot)
         return self._move_off_drained()
 
     def _undrain(self, server: str) -> list[Notice]:
@@ -428,12 +580,13 @@ class Placement(BaseModel):
         if slot is None or not slot.drained:
             return []
         slot.drained = False
+        self.index.note_server(slot)
         if slot.state not in ACCEPTS_CAMERAS:
             return []  # failed: its failback brings the cameras home
         leaving = [
             c
-            for c in self.cameras.values()
-            if c.home == server and c.host == server and c.target not in (None, server)
+            for c in self._cameras(self.index.homed.get(server, ()))
+            if c.host == server and c.target not in (None, server)
         ]  # on their way off it: they stay, claimed there again under a newer epoch
         notices = [self._move_deliberately(c, server, MoveReason.FAILBACK) for c in leaving]
         return notices + self._bring_home(server) + self._place_pending()
@@ -447,6 +600,10 @@ class Placement(BaseModel):
 
     # ---- helpers ----
 
+    def _cameras(self, ids: Iterable[str]) -> list[CameraSlot]:
+        """These cameras in the state's order, as a pass over every camera would meet them."""
+        return [self.cameras[c] for c in self.index.in_order(ids)]
+
     def _alive(self, server: str) -> bool:
         slot = self.servers.get(server)
         return slot is not None and slot.state in ACCEPTS_CAMERAS
@@ -454,16 +611,17 @@ class Placement(BaseModel):
     def _place_pending(self) -> list[Notice]:
         """R5: capacity appeared somewhere; place what waits (announcing nothing twice),
         then move on what still records on a drained server."""
-        pending = [c for c in self.cameras.values() if c.state is CameraState.PENDING]
+        pending = self._cameras(self.index.by_state[CameraState.PENDING])
         notices = self._place(pending, MoveReason.CAPACITY_FREED, report_pending=False)
         return notices + self._move_off_drained()
 
     def _move_off_drained(self) -> list[Notice]:
         """Cameras settled on a drained server go where the planner finds a free channel
         (home first); one that fits nowhere keeps recording there until a channel frees."""
+        on_drained = {c for sid in self.index.drained for c in self.index.holding_on(sid)}
         leaving = [
             c
-            for c in self.cameras.values()
+            for c in self._cameras(on_drained)
             if c.host is not None
             and self.servers[c.host].drained
             and c.target is None
@@ -472,7 +630,7 @@ class Placement(BaseModel):
         if not leaving:
             return []
         candidates = (Candidate(c.id, c.home, c.priority) for c in leaving)
-        chosen = plan(candidates, self.free_capacity(), self.topology())
+        chosen = plan(candidates, FreeChannels(self), self.topology())
         notices: list[Notice] = []
         for cam in leaving:
             to = chosen.get(cam.id)
@@ -485,13 +643,14 @@ class Placement(BaseModel):
         """drain_completed, once nothing is on its way off a drained server any more: every
         camera that left it is claimed by its new host."""
         in_flight: set[str] = set()
-        for cam in self.cameras.values():
+        for cam in (self.cameras[c] for c in self.index.unsettled):
             in_flight.update(cam.release_from, cam.release_after)
             if cam.target is not None:  # still on its way: from where it recorded, to where
                 in_flight.update(s for s in (cam.host, cam.moved_from, cam.target) if s)
         notices: list[Notice] = []
-        for sid, slot in self.servers.items():
-            if slot.drained and not slot.drain_reported and sid not in in_flight:
+        for sid in self.index.servers_in_order(self.index.drained):
+            slot = self.servers[sid]
+            if not slot.drain_reported and sid not in in_flight:
                 slot.drain_reported = True
                 notices.append(DrainCompleted(server=sid, cameras_left=self.load(sid)))
         return notices
@@ -506,18 +665,19 @@ class Placement(BaseModel):
         """A move nothing forces (failback, drain): the current hosts release first, or,
         make-before-break, a settled camera's host records on until ``to`` has claimed."""
         releasing = {h for h in (cam.host, cam.target) if h is not None and self._alive(h)}
-        if self._hands_over(cam) and cam.target is None and cam.host in releasing:
-            cam.release_after = [cam.host]
-        else:
-            cam.release_from = sorted(releasing.union(cam.release_from) - {to})
+        with self.index.updating(cam):
+            if self._hands_over(cam) and cam.target is None and cam.host in releasing:
+                cam.release_after = [cam.host]
+            else:
+                cam.release_from = sorted(releasing.union(cam.release_from) - {to})
         return self._assign(cam, to, reason)
 
     def _going_home(self, server: str) -> list[CameraSlot]:
         """Cameras of this home server not at home and not heading there, in priority order."""
         away = [
             c
-            for c in self.cameras.values()
-            if c.home == server and server not in (c.host, c.target)
+            for c in self._cameras(self.index.homed.get(server, ()))
+            if server not in (c.host, c.target)
         ]
         return sorted(away, key=lambda c: (PRIORITY_ORDER[c.priority], c.id))
 
@@ -526,7 +686,8 @@ class Placement(BaseModel):
         leaving = {cam.host, cam.target} - {None, server}
         if leaving:
             cam.moved_from = cam.host if cam.host in leaving else cam.target
-        cam.target, cam.reason = server, reason
+        with self.index.updating(cam):
+            cam.target, cam.reason = server, reason
         cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
         return CameraMovePlanned(
             camera=cam.id,
@@ -549,7 +710,7 @@ class Placement(BaseModel):
         if not cams:
             return []
         candidates = (Candidate(c.id, c.home, c.priority) for c in cams)
-        chosen = plan(candidates, self.free_capacity(), self.topology())
+        chosen = plan(candidates, FreeChannels(self), self.topology())
         notices: list[Notice] = []
         unplaced: list[CameraSlot] = []
         for cam in cams:
@@ -575,7 +736,10 @@ class Placement(BaseModel):
     def _preempt(self, unplaced: list[CameraSlot]) -> list[CameraPreempted]:
         """High cameras left Pending displace low guests; each victim's host releases it
         first, then the next re-plan gives the freed channel to the high camera (R4)."""
-        waiting = {c.preempted_by for c in self.cameras.values() if c.preempted_by}
+        # A displaced camera names its displacer until its host has released it: until
+        # then it has a step left, so it is among the unsettled.
+        displaced = (self.cameras[c] for c in self.index.unsettled)
+        waiting = {c.preempted_by for c in displaced if c.preempted_by}
         high = [
             Candidate(c.id, c.home, c.priority)
             for c in unplaced
@@ -585,13 +749,14 @@ class Placement(BaseModel):
             return []
         guests = [
             Guest(c.id, c.home, c.priority, c.host)
-            for c in self.cameras.values()
-            if c.host is not None and c.state is CameraState.FAILED_OVER and not c.release_after
+            for c in self._cameras(self.index.by_state[CameraState.FAILED_OVER])
+            if c.host is not None and not c.release_after
         ]
         preempted = []
         for by, guest in sorted(choose_victims(high, guests, self.topology()).items()):
             cam = self.cameras[guest.camera]
-            cam.host, cam.release_from, cam.preempted_by = None, [guest.host], by
+            with self.index.updating(cam):
+                cam.host, cam.release_from, cam.preempted_by = None, [guest.host], by
             cam.epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
             preempted.append(
                 CameraPreempted(
@@ -607,29 +772,39 @@ class Placement(BaseModel):
 
     def _failbacks_completed(self) -> list[Notice]:
         notices: list[Notice] = []
-        for sid, slot in self.servers.items():
-            if slot.state is ServerState.FAILING_BACK:
-                notices += self._maybe_failback_completed(sid)
+        for sid in self.index.servers_in_order(self.index.failing_back):
+            notices += self._maybe_failback_completed(sid)
         return notices
 
     def _maybe_failback_completed(self, server: str) -> list[Notice]:
         """Complete once nothing is on its way home and no old host still records one of
         its cameras (make-before-break): sync may then take the footage home (R9)."""
-        if any(
-            c.target == server or (c.home == server and c.release_after)
-            for c in self.cameras.values()
+        homed = [self.cameras[c] for c in self.index.homed.get(server, ())]
+        if any(c.release_after for c in homed) or any(
+            self.cameras[c].target == server for c in self.index.holding_on(server)
         ):
             return []
         self.servers[server].state = ServerState.ONLINE
-        home = sum(1 for c in self.cameras.values() if c.home == server and c.host == server)
+        self.index.note_server(self.servers[server])
+        home = sum(1 for c in homed if c.host == server)
         return [FailbackCompleted(server=server, cameras=home)]
+
+
+def _by_id(cam: CameraSlot) -> str:
+    return cam.id
+
+
+def _takes_cameras(slot: ServerSlot) -> bool:
+    """A server the planner may give cameras to now (free_capacity lists it)."""
+    return slot.state in ACCEPTS_CAMERAS and not slot.drained
 
 
 def _channels(cam: CameraSlot) -> set[str]:
     """Servers on which a camera holds a channel: where it records, where it is going, and
     every host that has not yet confirmed its release (R4: capacity is never exceeded)."""
-    held = (cam.host, cam.target, *cam.release_from, *cam.release_after)
-    return {s for s in held if s is not None}
+    held = {cam.host, cam.target, *cam.release_from, *cam.release_after}
+    held.discard(None)
+    return cast(set[str], held)
 
 
 def _steps(cam: CameraSlot) -> list[tuple[str, Action, bool]]:

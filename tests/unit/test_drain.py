@@ -123,6 +123,22 @@ def test_drain_make_before_break_moves_without_a_release_first() -> None:
     assert state.load("rs-1") == 0
 
 
+def test_a_handover_off_a_drained_server_falls_back_to_it_if_the_new_host_fails() -> None:
+    """Issue 6 + 5: make-before-break off drained rs-1; the new hosts claim, and one fails
+    before rs-1 has released: its cameras still record on rs-1, so they are claimed
+    there again (a newer epoch), not left Pending, though rs-1 takes no new camera."""
+    state = drained_cluster(PlacementPolicy(failback=FailbackMode.MAKE_BEFORE_BREAK))
+    state.apply(ServerDrained(server="rs-1"))
+    claims = [c for c in state.outstanding_commands() if c.action is Action.CLAIM]
+    carry_out(state, claims, [])
+    on_rs2 = {c.id for c in state.cameras.values() if c.host == "rs-2" and c.release_after}
+    assert on_rs2, "a camera handed over to rs-2, rs-1 not released yet"
+    notices = state.apply(ServerFailed(server="rs-2", cause=FailureCause.NETWORK))
+    back = {n.camera: n.to for n in notices if isinstance(n, CameraMovePlanned)}
+    assert {c: back.get(c) for c in on_rs2} == dict.fromkeys(on_rs2, "rs-1")
+    assert all(state.cameras[c].state is CameraState.MOVING for c in on_rs2)
+
+
 def test_draining_twice_or_undraining_a_server_in_service_changes_nothing() -> None:
     """Issue 6: repeats and unknown servers are no-ops in the fold (the service refuses
     them with a reason before they reach the log)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.placement.state import CameraState, Notice, Placement, ServerState
+from services.placement.state import CameraState, Notice, Placement, PlacementIndex, ServerState
 from shared.config import ClusterConfig, Priority
 from shared.messages import (
     Action,
@@ -118,6 +118,27 @@ def test_r4_adopting_a_new_camera_places_it_at_home() -> None:
         ("c2", "rs-1")
     ]
     assert state.adopt(cluster({"rs-1": 2}, {"c1": "rs-1", "c2": "rs-1"})) == []
+
+
+def mirrored(index: PlacementIndex) -> tuple[object, ...]:
+    """What an index says, empty server entries left out, for comparing two of them."""
+    holding = {s: c for s, c in index.holding.items() if c}
+    cameras = index.position, index.homed, holding, index.by_state, index.unsettled
+    return *cameras, index.server_position, index.drained, index.failing_back
+
+
+def test_issue8_the_index_follows_adoption_and_a_restored_snapshot() -> None:
+    """Issue 8: cameras and servers adopted into a running state enter its index, last in
+    order; a state read back from its snapshot builds the same index from its cameras."""
+    state = started({"rs-1": 2}, {"c1": "rs-1"})
+    state.apply(failed("rs-1"))
+    state.adopt(cluster({"rs-1": 2, "rs-2": 2}, {"c1": "rs-1", "c0": "rs-2", "c2": "rs-2"}))
+    assert list(state.index.position) == ["c1", "c0", "c2"]
+    assert list(state.index.server_position) == ["rs-1", "rs-2"]
+    fresh = PlacementIndex(state.cameras.values(), state.servers.values())
+    assert mirrored(state.index) == mirrored(fresh)
+    restored = Placement.model_validate_json(state.model_dump_json())
+    assert mirrored(restored.index) == mirrored(state.index)
 
 
 # ---- failover ----

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.placement.planner import PRIORITY_ORDER, Candidate, placement_order, plan
+from services.placement.planner import PRIORITY_ORDER, Candidate, Topology, placement_order, plan
 from shared.config import Priority
 
 HIGH, MEDIUM, LOW, NEVER = Priority.HIGH, Priority.MEDIUM, Priority.LOW, Priority.NEVER
@@ -144,3 +144,65 @@ def test_r4_r5_plan_properties(cams: list[Candidate], free: dict[str, int]) -> N
         for c in cams:
             if c.priority is not NEVER and (PRIORITY_ORDER[c.priority], c.camera) > rank:
                 assert chosen[c.camera] is None, f"{c.camera} placed before {first_waiting.camera}"
+
+
+def plan_by_scanning(
+    cameras: list[Candidate], free: dict[str, int], topology: Topology
+) -> dict[str, str | None]:
+    """The rule of ``plan`` written as plainly as it reads: for each camera in placement
+    order, home if it has a channel, else the least (distance, -free, server) of all."""
+    left = {s: n for s, n in free.items() if n > 0}
+    chosen: dict[str, str | None] = {}
+    for c in placement_order(cameras):
+        ranked = sorted(
+            (d, -n, s) for s, n in left.items() if (d := topology.distance(c.home, s)) is not None
+        )
+        if c.home in left:
+            server: str | None = c.home
+        elif c.priority is NEVER or not ranked:
+            server = None
+        else:
+            server = ranked[0][2]
+        chosen[c.camera] = server
+        if server is not None:
+            left[server] -= 1
+            if left[server] == 0:
+                del left[server]
+    return chosen
+
+
+LOCATIONS = [("north", "a"), ("north", "b"), ("north", "c"), ("south", "a"), ("west", "z")]
+fleets = st.dictionaries(
+    st.sampled_from([f"rs-{i}" for i in range(10)]),
+    st.tuples(st.sampled_from(LOCATIONS), st.integers(-1, 4)),
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    cams=st.lists(
+        st.builds(
+            Candidate,
+            camera=st.sampled_from([f"cam-{i}" for i in range(40)]),
+            home=st.sampled_from([f"rs-{i}" for i in range(11)]),  # rs-10: placed nowhere
+            priority=st.sampled_from(Priority),
+        ),
+        unique_by=lambda c: c.camera,
+        max_size=40,
+    ),
+    fleet=fleets,
+    across_groups=st.booleans(),
+    across_sites=st.booleans(),
+)
+def test_issue8_plan_chooses_as_a_scan_of_every_server_would(
+    cams: list[Candidate],
+    fleet: dict[str, tuple[tuple[str, str], int]],
+    across_groups: bool,
+    across_sites: bool,
+) -> None:
+    """Issue 8: the per-group and per-site heaps are a shortcut, not a new rule: every
+    choice is the one a scan of every free server makes (nearest, most free, lowest id)."""
+    located = {s: loc for s, (loc, _) in fleet.items() if s != "rs-9"}  # rs-9: default place
+    topology = Topology(located, across_groups, across_sites)
+    free = {s: n for s, (_, n) in fleet.items()}
+    assert plan(cams, free, topology) == plan_by_scanning(cams, free, topology)

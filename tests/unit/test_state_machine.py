@@ -29,7 +29,7 @@ from hypothesis.stateful import (
 )
 
 from services.health.detector import Decision, Detector, Liveness, Probe
-from services.placement.state import CameraState, Notice, Placement, ServerState
+from services.placement.state import CameraState, Notice, Placement, PlacementIndex, ServerState
 from shared.config import (
     CameraConfig,
     ClusterConfig,
@@ -101,8 +101,9 @@ class FailoverCluster(RuleBasedStateMachine):
         self.awaiting_confirmation: set[str] = set()
         self.previous_load: dict[str, int] = {}
         self.last_epoch = 0
-        self.held: dict[str, tuple[str | None, str | None]] = {}
-        """Every camera's (host, target) before the event being folded in."""
+        self.held: dict[str, tuple[str | None, ...]] = {}
+        """Every camera's host, target and hosts still recording it until handed over
+        (make-before-break), before the event being folded in: where it may be re-claimed."""
         self.ledger: dict[tuple[str, str], int] = {}
         """(server, camera) -> the newest epoch that agent has seen, as its SQLite ledger."""
 
@@ -117,7 +118,9 @@ class FailoverCluster(RuleBasedStateMachine):
         if isinstance(event, ServerFailed) and event.cause is FailureCause.STORAGE:
             self.awaiting_confirmation.add(event.server)
         settled = self.settled_on_healthy_servers()
-        self.held = {c.id: (c.host, c.target) for c in self.placement.cameras.values()}
+        self.held = {
+            c.id: (c.host, c.target, *c.release_after) for c in self.placement.cameras.values()
+        }
         notices = self.placement.apply(event)
         self.track(notices)
         self.check_stickiness(settled, notices)
@@ -487,6 +490,25 @@ class FailoverCluster(RuleBasedStateMachine):
                 assert topology.distance(cam.home, server) is not None, (
                     f"{cam.id} of {cam.home} on {server} out of reach"
                 )
+
+    @invariant()
+    def issue8_the_index_mirrors_the_cameras_and_servers(self) -> None:
+        """Issue 8: the index the fold keeps in step, event by event, is what a fresh pass
+        over the cameras and servers builds; and a preempted camera's host has still to
+        release it (the fold looks for the high cameras waiting on one among the
+        unsettled only)."""
+        state = self.placement
+        kept = state.index
+        fresh = PlacementIndex(state.cameras.values(), state.servers.values())
+        assert (kept.server_position, kept.drained) == (fresh.server_position, fresh.drained)
+        assert kept.failing_back == fresh.failing_back
+        assert kept.position == fresh.position
+        assert kept.homed == fresh.homed
+        assert {s: c for s, c in kept.holding.items() if c} == fresh.holding
+        assert kept.by_state == fresh.by_state
+        assert kept.unsettled == fresh.unsettled
+        for cam in self.placement.cameras.values():
+            assert cam.preempted_by is None or cam.release_from, f"{cam.id} waits on nothing"
 
     @invariant()
     def r11_epochs_only_grow(self) -> None:
