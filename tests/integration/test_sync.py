@@ -215,7 +215,11 @@ async def test_r9_storage_failing_again_pauses_sync_and_the_next_failback_resume
     await cluster.wait_status(lambda s: server(s, "rs-1")["storage"] == "ok", 10, "storage ok")
     for host in set(hosts.values()):
         cluster.agent(host).footage.chunk_delay = 0.0
-    assert (await cluster.confirm_failback("rs-1")).ok
+
+    async def confirmed() -> bool:  # health hears the repair on its own, a moment apart
+        return (await cluster.confirm_failback("rs-1")).ok
+
+    await eventually(confirmed, bool, 10, "health accepts the confirmation")
     await _wait_synced(cluster, 60)
     _assert_home_and_identical(cluster, before)
 
