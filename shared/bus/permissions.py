@@ -198,9 +198,14 @@ def _fixed_grants() -> dict[str, Grant]:
 FIXED_GRANTS = _fixed_grants()
 
 
+def is_agent(identity: str) -> bool:
+    """Whether ``identity`` is a recording server's agent (``agent-<server>``)."""
+    return identity.startswith(AGENT_PREFIX)
+
+
 def grant(identity: str) -> Grant:
     """The grant of ``identity``: a fixed role, or ``agent-<server>``."""
-    if identity.startswith(AGENT_PREFIX):
+    if is_agent(identity):
         return _agent(identity.removeprefix(AGENT_PREFIX))
     try:
         return FIXED_GRANTS[identity]
@@ -230,7 +235,7 @@ def answer_inboxes(g: Grant, public_keys: dict[str, str]) -> list[str]:
 def render_user(identity: str, public_keys: dict[str, str]) -> str:
     """One nats-server ``users`` entry: the identity's nkey and permissions."""
     g, key = grant(identity), public_keys[identity]
-    own = inbox_prefix(key, agent=identity.startswith(AGENT_PREFIX))
+    own = inbox_prefix(key, agent=is_agent(identity))
     permissions = {
         "publish": {"allow": [*g.publish, *answer_inboxes(g, public_keys)]},
         "subscribe": {"allow": [*g.subscribe, f"{own}.>"]},
@@ -261,7 +266,7 @@ def matrix_markdown() -> str:
         ]
         if extras:
             pub += "<br>" + ", ".join(f"**{e}**" for e in extras)
-        own = inbox_prefix("{own public key}", agent=g.role.startswith(AGENT_PREFIX))
+        own = inbox_prefix("{own public key}", agent=is_agent(g.role))
         sub = _cell((*g.subscribe, f"{own}.>"))
         answers = ", ".join(f"`{r}`" for r in g.answers)
         rows.append(f"| `{g.role}` | {pub} | {sub} | {answers} |")

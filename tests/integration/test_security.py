@@ -22,6 +22,7 @@ import pytest
 from shared import subjects
 from shared.bus import Access, Bus, NatsServer, SecretsDir, ServerSecurity, embedded_server
 from shared.bus.credentials import new_seed
+from shared.bus.permissions import is_agent
 from shared.bus.tls import generate as generate_tls
 from shared.errors import (
     ClusterUnreachableError,
@@ -46,8 +47,7 @@ class Secured:
     ca: Path | None = None
 
     def access(self, identity: str) -> Access:
-        agent = identity.startswith("agent-")
-        return Access(self.secrets.creds(identity), self.ca, agent=agent)
+        return Access(self.secrets.creds(identity), self.ca, agent=is_agent(identity))
 
 
 @dataclass

@@ -117,7 +117,7 @@ def test_issue7_answers_go_only_into_the_inboxes_of_whom_one_answers() -> None:
         assert "allow_responses" not in perms
         own = [s for s in perms["subscribe"]["allow"] if s.startswith("_INBOX.")]
         assert own == [
-            f"{permissions.inbox_prefix(keys[identity], agent=identity.startswith('agent-'))}.>"
+            f"{permissions.inbox_prefix(keys[identity], agent=permissions.is_agent(identity))}.>"
         ]
     agent = _rendered("agent-rs-1", keys)["publish"]["allow"]
     assert agent[: len(permissions.grant("agent-rs-1").publish)] == list(
