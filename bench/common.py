@@ -10,15 +10,19 @@ that has no goal, such as a baseline).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import platform
 import statistics
 import sys
+import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.bus.natsserver import find_nats_server, server_version
 
@@ -92,6 +96,18 @@ class Figure:
         p99 = round(nearest_rank(values, 0.99), 2)
         met = None if limit is None else (p99 if on == "p99" else median) <= limit
         return cls(name, what, unit, median, p99, len(values), goal, met)
+
+
+R = TypeVar("R")
+
+
+def run_quietly(work: Coroutine[Any, Any, R]) -> tuple[R, float]:
+    """Run one benchmark's work with library logs at ERROR only; its result and its wall
+    time in seconds (for ``write_result``'s ``wall_s``)."""
+    logging.basicConfig(level=logging.ERROR)
+    started = time.monotonic()
+    result = asyncio.run(work)
+    return result, round(time.monotonic() - started, 1)
 
 
 def write_result(name: str, figures: list[Figure], params: dict[str, Any]) -> Path:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import random
 import tempfile
 import time
 from pathlib import Path
 
 from bench.cluster import Watch, confirm_failback, wait_for
-from bench.common import Figure, write_result
+from bench.common import Figure, run_quietly, write_result
 from services.sim.local import LocalCluster, all_home
 from shared.bus import embedded_server
 from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, Timing
@@ -173,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="two faults of each kind")
     args = parser.parse_args(argv)
     runs = 2 if args.smoke else args.runs
-    logging.basicConfig(level=logging.ERROR)
-    started = time.monotonic()
-    found, left_out = asyncio.run(bench(runs))
+    (found, left_out), wall_s = run_quietly(bench(runs))
     params = {
         "runs": runs,
         "storage_probe_interval_s": PROBE_S,
@@ -183,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "write_cameras": WRITE_CAMERAS,
         "left_out_caught_otherwise": left_out,
         "smoke": args.smoke,
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": wall_s,
     }
     write_result("detection", found, params)
     return 0

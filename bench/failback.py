@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import logging
 import tempfile
 import time
 from datetime import datetime
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import wait_for
-from bench.common import Figure, write_result
+from bench.common import Figure, run_quietly, write_result
 from bench.sync import CAMERAS, HOME, config, outage
 from services.heartbeat.recorder import SimulatedRecorder, Stint
 from services.sim.local import LocalCluster, all_home
@@ -175,16 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         # Long enough for the failed home to release its cameras (placement's stray repair
         # after its next heartbeat; up to seconds): a short outage can leave nothing to pair.
         args.outages, args.outage_seconds = 2, 3.0
-    logging.basicConfig(level=logging.ERROR)
-    started = time.monotonic()
-    figures, unpaired = asyncio.run(bench(args.outages, args.outage_seconds))
+    (figures, unpaired), wall_s = run_quietly(bench(args.outages, args.outage_seconds))
     params = {
         "cameras": len(CAMERAS),
         "outages_per_mode": args.outages,
         "outage_s": args.outage_seconds,
         "stints_away_unpaired": unpaired,
         "smoke": args.smoke,
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": wall_s,
     }
     write_result("failback", figures, params)
     return 0

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from bench.cluster import Watch, server_status, wait_for
-from bench.common import Figure, write_result
+from bench.common import Figure, run_quietly, write_result
 from bench.failover import FAILING
 from bench.failover import config as failover_config
 from services.sim.local import LocalCluster, Status, all_home
@@ -229,16 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="one run of each")
     args = parser.parse_args(argv)
     runs = 1 if args.smoke else args.runs
-    logging.basicConfig(level=logging.ERROR)
-    started = time.monotonic()
-    figures, lease_ttl = asyncio.run(bench(runs))
+    (figures, lease_ttl), wall_s = run_quietly(bench(runs))
     params = {
         "runs": runs,
         "nats_nodes": 3,
         "cameras_failing": 64,
         "lease_ttl_s": lease_ttl,
         "smoke": args.smoke,
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": wall_s,
     }
     write_result("ha", figures, params)
     return 0

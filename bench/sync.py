@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import server_status, wait_for
-from bench.common import Figure, at_least, write_result
+from bench.common import Figure, at_least, run_quietly, write_result
 from services.cli.footage import timeline_document
 from services.sim.local import LocalCluster, all_home
 from shared.bus import embedded_server
@@ -210,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.outages, args.outage_seconds = 2, 0.5
-    logging.basicConfig(level=logging.ERROR)
-    started = time.monotonic()
-    figures, totals = asyncio.run(bench(args.outages, args.outage_seconds))
+    (figures, totals), wall_s = run_quietly(bench(args.outages, args.outage_seconds))
     params = {
         "cameras": len(CAMERAS),
         "outages": args.outages,
@@ -220,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "segment_seconds": SEGMENT_S,
         **totals,
         "smoke": args.smoke,
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": wall_s,
     }
     write_result("sync", figures, params)
     return 0
