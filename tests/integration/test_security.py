@@ -60,8 +60,14 @@ class Client:
     async def refused(self, subject: str) -> None:
         """Wait until NATS has reported a permissions violation naming ``subject``."""
         await self.nc.flush()
-        await _wait(
-            lambda: any(subject.lower() in e.lower() for e in self.errors),
+
+        async def errors() -> list[str]:
+            return list(self.errors)
+
+        await eventually(  # loose: only to catch a hang; fails showing the errors seen
+            errors,
+            lambda seen: any(subject.lower() in e.lower() for e in seen),
+            20,
             f"a permissions violation for {subject}",
         )
 
@@ -175,19 +181,35 @@ async def test_issue7_nobody_answers_its_own_request_into_another_subject(
         "health": subjects.ADMIN_FAILBACK,
     }[identity]
 
+    reflected: list[str] = []
+
     async def reflect(msg: Any) -> None:
+        reflected.append(msg.reply)
         await attacker.nc.publish(msg.reply, b"{}")
+
+    async def ask_until_reflected(asker: Client, target: str) -> None:
+        """Send the request until the attacker has seen it (once is enough; a resend
+        only guards the test against a request lost on a loaded machine)."""
+
+        async def seen() -> bool:
+            if target not in reflected:
+                await asker.nc.publish(own, b"{}", reply=target)
+                await asker.nc.flush()
+            return target in reflected
+
+        await eventually(seen, bool, 20, f"{identity} got the request naming {target}", 1)
 
     await attacker.nc.subscribe(own, cb=reflect)
     await attacker.nc.flush()
     for target in targets:  # an honest requester's message, naming a reply it chose
-        await requester.nc.publish(own, b"{}", reply=target)
+        await ask_until_reflected(requester, target)
         await attacker.refused(target)
     if identity in ("health", "sync"):
         return  # they may not send a request to what they serve themselves
     attacker.errors.clear()
+    reflected.clear()
     for target in targets:  # the attacker asks itself
-        await attacker.nc.publish(own, b"{}", reply=target)
+        await ask_until_reflected(attacker, target)
         await attacker.refused(target)
 
 
