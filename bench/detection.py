@@ -5,8 +5,8 @@ to two reports, both as the benchmark's own connection receives them: the agent'
 heartbeat saying its storage failed, and health's ``server_failed`` on the event log.
 Two ways the agent notices, each in its own cluster:
 
-1. the storage probe (write + fsync + read back every ``storage_probe_interval``, 1 s as
-   configured by default): the failing server records no camera, so only the probe can;
+1. the storage probe (write + fsync + read back every ``storage_probe_interval``, 0.5 s
+   as configured by default): the failing server records no camera, so only the probe can;
 2. a failed segment write: the failing server records 16 cameras, one segment a second
    each (claimed together at failback, they write in step, so the next write comes up to
    a second after the fault), and its probe runs only once a minute (it is asked once

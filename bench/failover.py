@@ -10,8 +10,10 @@
    server recording elsewhere; the detection window (``network_timeout``) is part of
    this figure, and the time beyond it is reported separately.
 
-Everything runs in one process, so one monotonic clock times every step. Writes
-``bench/results/failover.json``.
+Health and placement run in processes of their own, as deployed; the agents (each
+behind its relay, with recorders that note when each camera starts) and the observer
+run in the benchmark's process. Every step is timed on CLOCK_MONOTONIC, which all
+processes of the machine share. Writes ``bench/results/failover.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bench.baseline import BareRelay
 from bench.cluster import Watch, confirm_failback, wait_for
 from bench.common import Figure, ratio_figure, run_quietly, write_result
 from services.sim.local import LocalCluster, all_home
+from services.sim.processes import ServiceProcesses
 from shared.bus import embedded_server
 from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, Timing
 
@@ -119,8 +122,13 @@ async def measure(
         watch = Watch(FAILING)
         settings = config(network_timeout, cameras)
         cluster = LocalCluster(nats, settings, root / "cluster", watch.recorder)
+        services = ServiceProcesses(settings, nats.url, root / "services")
         try:
-            await cluster.start(with_sync=False)  # footage sync would compete for the CPU
+            # Health and placement in their own processes, as deployed; the agents here.
+            # Footage sync is left out: it would compete for the CPU.
+            await cluster.start(with_sync=False, with_health=False, with_placement=False)
+            services.start("health")
+            services.start("placement")
             await watch.listen(cluster)
             await wait_for(cluster, all_home, 120)
             moving = [c.id for c in settings.cameras if c.home == FAILING]
@@ -132,6 +140,7 @@ async def measure(
                 found.network.append(await network_run(cluster, watch, moving))
         finally:
             await cluster.close()
+            services.stop()
             nats.stop()
     return found
 

@@ -264,13 +264,15 @@ async def rack_failure(
 ) -> tuple[float, float]:
     """Fail a rack's storage; return (seconds until every camera is claimed by its new
     host, seconds from the failback confirmation until everything is home again)."""
-    homes = {c.id: c.home for c in config.cameras if c.home in rack}
-    cameras = sorted(homes)
+    failed = set(rack)
+    cameras = sorted(c.id for c in config.cameras if c.home in failed)
     at = await fleets.fail(rack)
     deadline = time.monotonic() + within
     while True:
         found = await fleets.claims(cameras, at)
-        moved = {c: v for c, v in found.items() if v[0] != homes[c]}
+        # Claimed by a server of the rack does not count: placement may plan a camera
+        # onto a rack member whose failure report it has not folded yet, then move it on.
+        moved = {c: v for c, v in found.items() if v[0] not in failed}
         if len(moved) == len(cameras):
             break
         if time.monotonic() > deadline:
@@ -497,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         found, info = asyncio.run(_bounded(p, root))
-    params = {**p.__dict__, "cameras": p.cameras, **info}
+    params = {**p.__dict__, "cameras": p.cameras, "lease_ttl_s": LEASE_TTL_S, **info}
     write_result("scale", found, params)
     return 0
 

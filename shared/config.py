@@ -44,7 +44,11 @@ class Timing(BaseModel):
         3, strict=True, ge=1, le=10, description="R2: probe attempts within the timeout."
     )
     storage_probe_interval: float = Field(
-        1.0, gt=0, le=60, description="R3: write+fsync+read probe of the recording directory."
+        0.5,
+        gt=0,
+        le=60,
+        description="R3: write+fsync+read probe of the recording directory (0.5 s, so a "
+        "fault is reported within a second however it falls between two probes).",
     )
     segment_seconds: float = Field(
         1.0, gt=0, le=3600, description="Length of one simulated recording segment."

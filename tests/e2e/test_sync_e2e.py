@@ -142,9 +142,11 @@ def test_r9_footage_comes_home_through_sigkills_of_sync_sender_and_receiver(
     cluster.ok("sim", "start", "rs-1")
 
     def all_synced() -> bool:
-        sync = cluster.sync_doc()
-        jobs = sync["jobs"]
-        return len({j["camera"] for j in jobs}) == len(AWAY) and all(
+        # The killed sender's own cameras may have failed over too (R2: it was silent
+        # for network_timeout while four commands ran on a loaded machine), and then
+        # have a job of their own.
+        jobs = cluster.sync_doc()["jobs"]
+        return {j["camera"] for j in jobs} >= set(AWAY) and all(
             j["state"] == "completed" for j in jobs
         )
 
