@@ -369,7 +369,7 @@ class Bus:
         label = rejection_label(subject)
 
         async def on_request(msg: Msg) -> None:
-            parsed = self._validate(label, msg.subject, msg.data, model)
+            parsed = self._validate(label, msg.subject, msg.data, model.model_validate_json)
             if parsed is None:
                 body, headers = b"", {"error": "malformed request: see blaze's event catalog"}
             else:
@@ -390,13 +390,18 @@ class Bus:
         model: type[M],
         handler: Callable[[str, M], Awaitable[None]],
         queue: str = "",
+        *,
+        parse: Callable[[bytes], M] | None = None,
     ) -> Any:
-        """Deliver validated messages to ``handler(subject, message)``; reject the rest."""
+        """Deliver validated messages to ``handler(subject, message)``; reject the rest.
+        ``parse`` replaces ``model.model_validate_json``: as strict, raising its
+        ``ValidationError`` alike (health's parser of repeated heartbeats)."""
 
         label = rejection_label(subject)
+        validate = parse or model.model_validate_json
 
         async def on_message(msg: Msg) -> None:
-            parsed = self._validate(label, msg.subject, msg.data, model)
+            parsed = self._validate(label, msg.subject, msg.data, validate)
             if parsed is None:
                 return
             try:
@@ -424,7 +429,7 @@ class Bus:
         label = rejection_label(subject)
 
         async def on_request(msg: Msg) -> None:
-            parsed = self._validate(label, msg.subject, msg.data, model)
+            parsed = self._validate(label, msg.subject, msg.data, model.model_validate_json)
             if parsed is None:
                 answer = error_reply("malformed request: see blaze's event catalog")
             else:
@@ -473,12 +478,14 @@ class Bus:
 
         return spawn
 
-    def _validate(self, label: str, subject: str, data: bytes, model: type[M]) -> M | None:
+    def _validate(
+        self, label: str, subject: str, data: bytes, parse: Callable[[bytes], M]
+    ) -> M | None:
         if len(data) > MAX_MESSAGE_BYTES:
             self._reject(label, subject, "oversized", f"{len(data)} bytes")
             return None
         try:
-            return model.model_validate_json(data)
+            return parse(data)
         except ValidationError as exc:
             self._reject(label, subject, "invalid", str(exc.errors()[0]["msg"]))
             return None

@@ -28,6 +28,7 @@ def hb(
     boot: str = "boot-a",
     storage_ok: bool = True,
     error: str | None = None,
+    hosted: dict[str, int] | None = None,
 ) -> Heartbeat:
     """One heartbeat of ``server``."""
     return Heartbeat(
@@ -35,6 +36,7 @@ def hb(
         boot_id=boot,
         sequence=seq,
         capacity=4,
+        hosted=hosted or {},
         storage_ok=storage_ok,
         storage_error=error,
     )
