@@ -22,23 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
+import contextlib
 import json
-import logging
-import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from pydantic import ValidationError
+from pydantic import ValidationError  # every command's messages or config are pydantic
 
-from services.cli import footage, views
-from services.cli.supervisor import CLUSTER_FILE, Supervisor
-from shared import subjects
-from shared.bus import Access, Bus, SecretsDir
-from shared.bus.tls import generate as generate_tls
-from shared.config import load_config
+from services.cli.datadir import CLUSTER_FILE
 from shared.errors import (
     BlazeError,
     BusError,
@@ -46,17 +39,13 @@ from shared.errors import (
     ConfigError,
     RequestRefusedError,
 )
-from shared.lifecycle import access_of, add_access_arguments, run_until_signalled
-from shared.logs import setup_logging
-from shared.messages import (
-    CapacityRequest,
-    DrainRequest,
-    FailbackRequest,
-    Fault,
-    FaultRequest,
-    Message,
-    Reply,
-)
+
+if TYPE_CHECKING:
+    from shared.bus import Access, Bus
+    from shared.messages import Message
+
+# Beyond this, what a command needs is imported when it runs: ``blaze status --json`` at
+# 100,000 cameras has half a second in all, and imports were most of it (issue 8).
 
 REQUEST_TIMEOUT_S = 5.0
 ADMIN_COMMANDS = frozenset({"failback", "capacity", "drain", "undrain", "sim"})
@@ -72,6 +61,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
+    with _no_websocket_transport():  # credentials -> permissions -> nats.micro
+        from shared.lifecycle import add_access_arguments  # noqa: PLC0415
+    from shared.messages import Fault  # noqa: PLC0415
+
     common = OneLineParser(add_help=False)
     common.add_argument(
         "--data", type=Path, default=Path(".blaze"), help="data dir (default .blaze)"
@@ -154,6 +147,22 @@ def channel_count(text: str) -> int:
     return value
 
 
+@contextlib.contextmanager
+def _no_websocket_transport() -> Iterator[None]:
+    """Import the bus with nats-py seeing no aiohttp. nats-py imports aiohttp whenever it
+    is installed (the console needs it), for websocket URLs only, which the command line
+    never uses: a fifth of ``blaze status``'s start-up. aiohttp itself stays importable."""
+    if "nats" in sys.modules or "aiohttp" in sys.modules:
+        yield
+        return
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # how Python spells "absent"
+    try:
+        yield
+    finally:
+        if "aiohttp" in sys.modules and sys.modules["aiohttp"] is None:
+            del sys.modules["aiohttp"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     args = build_parser().parse_args(argv)
@@ -190,6 +199,11 @@ def _explain(exc: BlazeError | ValidationError) -> tuple[str, int]:
 def _up(args: argparse.Namespace) -> int:
     if args.nats:
         raise ConfigError("blaze up starts its own nats-server; --nats is for the other commands")
+    from services.cli.supervisor import Supervisor  # noqa: PLC0415
+    from shared.config import load_config  # noqa: PLC0415
+    from shared.lifecycle import run_until_signalled  # noqa: PLC0415
+    from shared.logs import setup_logging  # noqa: PLC0415
+
     setup_logging("blaze-up")
     config = load_config(args.config)
     supervisor = Supervisor(config, args.config, args.data, ha=args.ha, tls=args.tls)
@@ -199,6 +213,10 @@ def _up(args: argparse.Namespace) -> int:
 
 def _secrets(args: argparse.Namespace) -> int:
     """``blaze secrets``: every identity's seed, nats-server's ``auth.conf``, TLS files."""
+    from shared.bus import SecretsDir  # noqa: PLC0415
+    from shared.bus.tls import generate as generate_tls  # noqa: PLC0415
+    from shared.config import load_config  # noqa: PLC0415
+
     config = load_config(args.config)
     directory = SecretsDir(args.out)
     directory.generate([s.id for s in config.servers])
@@ -213,6 +231,9 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
     """Where the cluster is and who this command is to it: ``--nats`` and ``--creds``,
     else what ``blaze up`` wrote in ``--data``, as the read-only ``monitor`` identity, or
     as ``admin`` for the commands that change something (issue 7)."""
+    from shared.bus import Access, SecretsDir  # noqa: PLC0415
+    from shared.lifecycle import access_of  # noqa: PLC0415
+
     given = access_of(args)
     if args.nats:
         return str(args.nats), given
@@ -232,6 +253,11 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
 
 
 async def _client_command(args: argparse.Namespace) -> int:
+    import logging  # noqa: PLC0415
+
+    with _no_websocket_transport():
+        from shared.bus import Bus  # noqa: PLC0415
+
     # One clear line per failure: the library's warnings (a refusal, a retry) would repeat it.
     logging.basicConfig(level=logging.ERROR, format="blaze: %(message)s")
     url, access = _cluster(args)
@@ -244,6 +270,8 @@ async def _client_command(args: argparse.Namespace) -> int:
 
 async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
     """One command against the running cluster."""
+    from services.cli import views  # noqa: PLC0415 - the others' imports are theirs
+
     as_json = getattr(args, "json", False)
     match args.command:
         case "status":
@@ -251,8 +279,12 @@ async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
         case "events":
             return await views.events(bus, as_json=as_json, follow=args.follow)
         case "sync":
+            from services.cli import footage  # noqa: PLC0415
+
             return await footage.sync(bus, as_json=as_json, follow=args.follow)
         case "timeline":
+            from services.cli import footage  # noqa: PLC0415
+
             return await footage.show_timeline(bus, args.camera, as_json=as_json)
         case "whatif":
             return await views.whatif(bus, args.server, as_json=as_json)
@@ -262,6 +294,9 @@ async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
 def operator() -> str:
     """Who runs this command, for the audit trail of admin events: ``user@host`` (the NATS
     user once identities exist, issue 7), cut to the 64 characters an event keeps."""
+    import getpass  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -271,6 +306,15 @@ def operator() -> str:
 
 def _admin_request(args: argparse.Namespace) -> tuple[str, Message]:
     """The subject and request of an administrator's command."""
+    from shared import subjects  # noqa: PLC0415
+    from shared.messages import (  # noqa: PLC0415
+        CapacityRequest,
+        DrainRequest,
+        FailbackRequest,
+        Fault,
+        FaultRequest,
+    )
+
     by = operator()
     if args.command == "failback":
         return subjects.ADMIN_FAILBACK, FailbackRequest(server=args.server, by=by)
@@ -285,6 +329,8 @@ def _admin_request(args: argparse.Namespace) -> tuple[str, Message]:
 
 
 async def _admin(bus: Bus, subject: str, request: Message) -> int:
+    from shared.messages import Reply  # noqa: PLC0415
+
     try:
         reply = await bus.request(subject, request, Reply, timeout=REQUEST_TIMEOUT_S)
     except BusError as exc:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.cli.datadir import CLUSTER_FILE, SERVICES_FILE
 from services.sim import RelayGroup, fail_storage, repair_storage
 from services.sim.relay import client_ports
 from shared import subjects
@@ -48,8 +49,6 @@ from shared.messages import Fault, FaultRequest, Message, Reply
 
 log = logging.getLogger("blaze.up")
 
-CLUSTER_FILE = "cluster.json"
-SERVICES_FILE = "services.json"
 STOP_GRACE_S = 5.0
 
 

@@ -36,7 +36,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.cli import footage, views
-from services.cli.supervisor import SERVICES_FILE
+from services.cli.datadir import SERVICES_FILE
 from services.console.feed import HISTORY, Feed
 from services.placement.state import Placement
 from shared import subjects

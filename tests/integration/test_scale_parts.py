@@ -5,10 +5,11 @@ real agent's epoch rules, and ``blaze status`` built straight from the snapshot.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import zlib
 
-from services.cli.views import status_document, status_document_of_snapshot
+from services.cli.views import status_document, status_document_of_snapshot, write_status_json
 from services.placement.state import Placement
 from services.sim.fleet import Fleet, FleetAgent, FleetControl, server_ids
 from shared import subjects
@@ -107,6 +108,10 @@ def test_status_from_the_snapshot_is_the_status_of_the_state() -> None:
             fast = status_document_of_snapshot(raw, services, leaders)
             assert fast == status_document(state, services, leaders)
             assert json.loads(json.dumps(fast)) == fast
+            out = io.BytesIO()  # what blaze status --json prints, byte for byte
+            write_status_json(raw, services, leaders, out)
+            full = json.dumps(status_document(state, services, leaders)) + "\n"
+            assert out.getvalue() == full.encode()
 
 
 # ---- the fleet's agents ----

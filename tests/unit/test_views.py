@@ -1,0 +1,126 @@
+"""``blaze status --json`` without the placement state's models: the defaults it writes out
+are the models', and the rows it formats are what ``json.dumps`` writes, escapes too."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from services.cli import views
+from services.cli.views import status_document_of_snapshot, write_status_json
+from services.placement.state import CameraSlot, CameraState, ServerSlot
+
+
+def test_the_defaults_status_writes_out_are_the_placement_models() -> None:
+    for name, value in views.SERVER_DEFAULTS.items():
+        field = ServerSlot.model_fields[name]
+        assert not field.is_required()
+        assert field.get_default(call_default_factory=True) == value, name
+    assert CameraSlot.model_fields["priority"].get_default() == views.DEFAULT_PRIORITY
+    assert CameraSlot.model_fields["epoch"].get_default() == 0
+    shown = {views.HOME, views.FAILED_OVER, views.PENDING, views.MOVING}
+    assert shown == {s.value for s in CameraState}
+
+
+def _written(raw: bytes, services: list[dict[str, Any]], leaders: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    write_status_json(raw, services, leaders, out)
+    return out.getvalue()
+
+
+def _dumped(raw: bytes, services: list[dict[str, Any]], leaders: dict[str, str]) -> bytes:
+    return (json.dumps(status_document_of_snapshot(raw, services, leaders)) + "\n").encode()
+
+
+def _snapshot(*names: str) -> dict[str, Any]:
+    """A snapshot as placement writes it (defaults left out), with a camera in each
+    state: home, failed over, moving with hosts to release, Pending and preempted."""
+    a, b, c = names
+    return {
+        "cameras": {
+            f"{a}-1": {"id": f"{a}-1", "home": a, "host": a, "epoch": 3},
+            f"{a}-2": {"id": f"{a}-2", "home": a, "host": b, "priority": "high", "epoch": 4},
+            f"{b}-1": {
+                "id": f"{b}-1",
+                "home": b,
+                "host": c,
+                "target": a,
+                "release_from": [c, b],
+                "release_after": [b],
+            },
+            f"{c}-1": {"id": f"{c}-1", "home": c, "priority": "low", "preempted_by": f"{a}-2"},
+            f"{c}-2": {"id": f"{c}-2", "home": c, "host": c, "release_after": [a]},
+        },
+        "servers": {
+            a: {"id": a, "capacity": 4},
+            b: {"id": b, "capacity": 2, "state": "failed", "storage_ok": False},
+            c: {"id": c, "capacity": 1, "site": "north", "group": "g", "drained": True},
+        },
+        "next_epoch": 9,
+    }
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("rs-1", "rs-2", "rs-3"),  # strings JSON writes as they are: the rows' way
+        ('rs "1"', "rs\\2", "rs-\u00e93"),  # escapes and past ASCII: the dicts' way
+    ],
+)
+def test_status_json_is_exactly_json_dumps_of_the_status_document(names: tuple[str, ...]) -> None:
+    services = [{"name": "placement", "pid": 7}]
+    leaders = {"placement": "p-2", "health": "h-1"}
+    for raw in (
+        json.dumps(_snapshot(*names), separators=(",", ":")).encode(),
+        json.dumps(_snapshot(*names), ensure_ascii=False).encode(),
+    ):
+        written = _written(raw, services, leaders)
+        assert written == _dumped(raw, services, leaders)
+        doc = json.loads(written)
+        hosting = {s["id"]: s["hosting"] for s in doc["servers"]}
+        a, b, c = names
+        assert hosting == {a: 3, b: 2, c: 2}  # host, target and hosts yet to release
+        assert [cam["state"] for cam in doc["cameras"]] == [
+            "home",
+            "failed_over",
+            "moving",
+            "pending",
+            "home",
+        ]
+        assert doc["cameras"][2]["releasing_on"] == sorted({b, c})
+        assert list(doc["leaders"]) == ["health", "placement"]
+
+
+def test_status_json_of_many_cameras_is_written_in_pieces_that_join_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cameras = {
+        f"c{n}": {"id": f"c{n}", "home": "rs-1", "host": "rs-1" if n % 3 else None, "epoch": n}
+        for n in range(7)
+    }
+    raw = json.dumps({"cameras": cameras, "servers": {"rs-1": {"id": "rs-1", "capacity": 9}}})
+    writes: list[bytes] = []
+
+    class Recorder(io.BytesIO):
+        def write(self, b: Any) -> int:
+            writes.append(bytes(b))
+            return super().write(b)
+
+    monkeypatch.setattr(views, "ROWS_PER_WRITE", 3)
+    out = Recorder()
+    write_status_json(raw.encode(), [], {}, out)
+    assert out.getvalue() == _dumped(raw.encode(), [], {})
+    assert sum(1 for w in writes if w.startswith(b'{"id"')) == 3  # rows 0-2, 3-5, 6
+
+
+def test_status_json_of_an_empty_snapshot_lists_nothing() -> None:
+    assert _written(b"{}", [], {}) == _dumped(b"{}", [], {})
+    assert json.loads(_written(b"{}", [], {})) == {
+        "servers": [],
+        "cameras": [],
+        "services": [],
+        "leaders": {},
+    }
