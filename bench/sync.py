@@ -5,12 +5,22 @@ lets every outage record away from home, waits until that outage's footage is ho
 measures:
 
 1. sync throughput against a plain local copy: per sync job (one camera's stint away),
-   the job's own time against copying the same number of segment files on the same disk
-   with an fsync each (the same durability), timed right after the job, in the same run,
-   so the share holds on a noisy machine;
+   the job's own time against copying the same segment files (same number, same sizes)
+   on the same disk with an fsync each (the same durability), timed right after the
+   job, in the same run, so the share holds on a noisy machine;
 2. recording gaps per camera at failover and at failback, read off the cameras'
    timelines once all footage is home (to within a segment: a negative gap, an overlap
    at that resolution, counts as none).
+
+Two segment sizes, each in a cluster of its own (``CASES``):
+
+- **512 KiB** segments, the realistic case: a real recorder writes hundreds of KiB to
+  MB per segment (1 s of 4 Mbit/s video is about 500 KiB); recorded every 0.25 s (time
+  runs 4x faster than a camera's, so an outage brings home a few MiB per camera). This
+  is what footage sync costs in bytes per second;
+- **2 KiB** segments every 0.05 s, the simulator's own: a stress of the per-segment
+  cost (three request/replies, a fetch of one chunk, fsyncs, a ledger row), where a
+  local copy is one small write and one fsync. Its figures keep their earlier names.
 
 Writes ``bench/results/sync.json``.
 """
@@ -23,25 +33,72 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.cluster import server_status, wait_for
 from bench.common import Figure, at_least, run_quietly, write_result
 from services.cli.footage import timeline_document
-from services.sim.local import LocalCluster, all_home
+from services.heartbeat.app import AgentSettings
+from services.heartbeat.recorder import Recorder, SimulatedRecorder
+from services.sim.local import LocalCluster, RecorderFactory, all_home
 from shared.bus import embedded_server
 from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, SyncSettings, Timing
 from shared.messages import JobState, SyncCompleted, SyncJob
 
 HOME = "rs-1"
 CAMERAS = [f"c1-{i}" for i in range(8)]
-SEGMENT_S = 0.05
 GOAL_SHARE = 80.0
 SETTLE_S = 0.5
+MIB = 1 << 20
 
 
-def config() -> ClusterConfig:
+@dataclass(frozen=True)
+class Case:
+    """One segment size the benchmark runs, in a cluster of its own."""
+
+    label: str
+    segment_bytes: int
+    segment_s: float
+    suffix: str
+    """Appended to its parameters' names (and figures', but for the 2 KiB ones, which
+    keep the names they had when that was the only case)."""
+
+
+REALISTIC = Case("512 KiB", 512 << 10, 0.25, "_512kib")
+SMALL = Case("2 KiB", 2048, 0.05, "_2kib")
+CASES = (REALISTIC, SMALL)
+
+
+@dataclass
+class Samples:
+    """What one case measured, per sync job."""
+
+    shares: list[float] = field(default_factory=list)
+    sync_segments: list[float] = field(default_factory=list)
+    local_segments: list[float] = field(default_factory=list)
+    sync_mib: list[float] = field(default_factory=list)
+    local_mib: list[float] = field(default_factory=list)
+    jobs: int = 0
+    segments: int = 0
+    bytes: int = 0
+
+
+def recorders_of(size: int) -> RecorderFactory:
+    """Simulated recorders that write segments of ``size`` bytes."""
+
+    def recorder(settings: AgentSettings, on_error: Callable[[str], None]) -> Recorder:
+        timing = settings.timing
+        return SimulatedRecorder(
+            settings.recording_dir, timing.segment_seconds, on_error, settings.server_id, size
+        )
+
+    return recorder
+
+
+def config(segment_s: float = SMALL.segment_s) -> ClusterConfig:
     servers = (
         ServerConfig(id=HOME, capacity=8),
         ServerConfig(id="rs-2", capacity=8),
@@ -52,7 +109,7 @@ def config() -> ClusterConfig:
         heartbeat_interval=0.2,
         network_timeout=5.0,
         storage_probe_interval=0.2,
-        segment_seconds=SEGMENT_S,
+        segment_seconds=segment_s,
     )
     sync = SyncSettings(segments_in_flight=16)
     detection = Detection(failback_hold_down=0.0, max_failovers=0)  # ten outages in a row
@@ -121,6 +178,9 @@ async def gaps(cluster: LocalCluster) -> tuple[list[float], list[float]]:
 
 
 NAMES = (
+    "sync_share_of_local_copy_512kib",
+    "sync_mib_per_s_512kib",
+    "local_copy_mib_per_s_512kib",
     "sync_share_of_local_copy",
     "sync_segments_per_s",
     "local_copy_segments_per_s",
@@ -134,70 +194,114 @@ def names() -> list[str]:
     return list(NAMES)
 
 
+async def run_case(
+    case: Case, outages: int, outage_s: float, root: Path
+) -> tuple[Samples, tuple[list[float], list[float]]]:
+    """``outages`` outages with ``case``'s segments: per-job samples, and the gaps."""
+    measured = Samples()
+    nats = embedded_server(root / "nats")
+    nats.start()
+    recorders = recorders_of(case.segment_bytes)
+    cluster = LocalCluster(nats, config(case.segment_s), root / "cluster", recorders)
+    try:
+        await cluster.start()
+        await wait_for(cluster, all_home, 60)
+        done: list[SyncCompleted] = []
+        for k in range(outages):
+            await outage(cluster, outage_s)
+            jobs = await synced(cluster, (k + 1) * len(CAMERAS), 120)
+            files = sorted(cluster.recording_dir(HOME).glob("*/*.seg"))
+            for job in jobs[len(done) :]:
+                copied = local_copy(files[: job.segments], root / "copy-target")
+                measured.shares.append(copied / job.seconds)
+                measured.sync_segments.append(job.segments / job.seconds)
+                measured.local_segments.append(job.segments / copied)
+                measured.sync_mib.append(job.bytes / MIB / job.seconds)
+                measured.local_mib.append(job.bytes / MIB / copied)
+            done = jobs
+            # The copies held the event loop, so no segment was written meanwhile: let
+            # recording go on before the next failure, or that pause counts as its gap.
+            await asyncio.sleep(SETTLE_S)
+        found_gaps = await gaps(cluster)
+    finally:
+        await cluster.close()
+        nats.stop()
+    measured.jobs = len(done)
+    measured.segments = sum(j.segments for j in done)
+    measured.bytes = sum(j.bytes for j in done)
+    return measured, found_gaps
+
+
+def share(name: str, case: Case, shares: list[float]) -> Figure:
+    return at_least(
+        name,
+        f"{case.label} segments: sync throughput as a share of a plain local copy of the "
+        "same files with an fsync per file, per sync job (one camera's stint away: its "
+        "segments fetched, verified, fsynced, recorded in the ledger, dropped at the host)",
+        shares,
+        unit="%",
+        scale=100.0,
+        goal=f"median ≥ {GOAL_SHARE:g} %",
+        limit=GOAL_SHARE,
+    )
+
+
 async def bench(outages: int, outage_s: float) -> tuple[list[Figure], dict[str, Any]]:
-    shares: list[float] = []
-    sync_rates: list[float] = []
-    local_rates: list[float] = []
+    measured: dict[Case, Samples] = {}
+    failover: list[float] = []
+    failback: list[float] = []
     with tempfile.TemporaryDirectory(prefix="blaze-bench-sync-") as tmp:
-        root = Path(tmp)
-        nats = embedded_server(root / "nats")
-        nats.start()
-        cluster = LocalCluster(nats, config(), root / "cluster")
-        try:
-            await cluster.start()
-            await wait_for(cluster, all_home, 60)
-            done: list[SyncCompleted] = []
-            for k in range(outages):
-                await outage(cluster, outage_s)
-                jobs = await synced(cluster, (k + 1) * len(CAMERAS), 120)
-                files = sorted(cluster.recording_dir(HOME).glob("*/*.seg"))
-                for job in jobs[len(done) :]:
-                    copied = local_copy(files[: job.segments], root / "copy-target")
-                    shares.append(copied / job.seconds)
-                    sync_rates.append(job.segments / job.seconds)
-                    local_rates.append(job.segments / copied)
-                done = jobs
-                # The copies held the event loop, so no segment was written meanwhile: let
-                # recording go on before the next failure, or that pause counts as its gap.
-                await asyncio.sleep(SETTLE_S)
-            failover, failback = await gaps(cluster)
-        finally:
-            await cluster.close()
-            nats.stop()
+        for case in CASES:
+            measured[case], found = await run_case(
+                case, outages, outage_s, Path(tmp) / case.suffix.strip("_")
+            )
+            if case is SMALL:  # the gaps as before: segments every 0.05 s resolve them
+                failover, failback = found
+    big, small = measured[REALISTIC], measured[SMALL]
     figures = [
-        at_least(
-            NAMES[0],
-            "sync throughput as a share of a plain local copy with an fsync per file, "
-            "per sync job (one camera's stint away: its segments fetched, verified, "
-            "fsynced, recorded in the ledger, dropped at the host)",
-            shares,
-            unit="%",
-            scale=100.0,
-            goal=f"median ≥ {GOAL_SHARE:g} %",
-            limit=GOAL_SHARE,
-        ),
-        at_least(NAMES[1], "sync throughput per job", sync_rates, unit="segments/s"),
+        share(NAMES[0], REALISTIC, big.shares),
+        at_least(NAMES[1], "512 KiB segments: sync throughput per job", big.sync_mib, unit="MiB/s"),
         at_least(
             NAMES[2],
-            "the local copy of the same number of segments",
-            local_rates,
+            "512 KiB segments: the local copy of the same files",
+            big.local_mib,
+            unit="MiB/s",
+        ),
+        share(NAMES[3], SMALL, small.shares),
+        at_least(
+            NAMES[4],
+            "2 KiB segments: sync throughput per job",
+            small.sync_segments,
+            unit="segments/s",
+        ),
+        at_least(
+            NAMES[5],
+            "2 KiB segments: the local copy of the same files",
+            small.local_segments,
             unit="segments/s",
         ),
         Figure.of(
-            NAMES[3],
+            NAMES[6],
             "recording gap per camera at failover (storage failure -> recording elsewhere), "
-            "off the timelines, to within a segment",
+            "off the timelines, to within a segment (2 KiB run)",
             [max(0.0, g) for g in failover],
         ),
         Figure.of(
-            NAMES[4],
+            NAMES[7],
             "recording gap per camera at failback (release at the host -> claim at home), "
-            "off the timelines, to within a segment",
+            "off the timelines, to within a segment (2 KiB run)",
             [max(0.0, g) for g in failback],
         ),
     ]
-    segments = sum(j.segments for j in done)
-    totals = {"jobs": len(done), "segments": segments, "bytes": sum(j.bytes for j in done)}
+    totals: dict[str, Any] = {}
+    for c, m in measured.items():
+        totals |= {
+            f"segment_bytes{c.suffix}": c.segment_bytes,
+            f"segment_seconds{c.suffix}": c.segment_s,
+            f"jobs{c.suffix}": m.jobs,
+            f"segments{c.suffix}": m.segments,
+            f"bytes{c.suffix}": m.bytes,
+        }
     return figures, totals
 
 
@@ -214,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         "cameras": len(CAMERAS),
         "outages": args.outages,
         "outage_s": args.outage_seconds,
-        "segment_seconds": SEGMENT_S,
         **totals,
         "smoke": args.smoke,
         "wall_s": wall_s,

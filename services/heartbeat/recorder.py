@@ -66,9 +66,11 @@ class SimulatedRecorder:
         segment_seconds: float,
         on_write_error: Callable[[str], None],
         server_id: str = "",
+        segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         self.recording_dir = recording_dir
         self.segment_seconds = segment_seconds
+        self.segment_bytes = segment_bytes
         self._on_write_error = on_write_error
         self._server_id = server_id
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -143,7 +145,7 @@ class SimulatedRecorder:
             f"blaze segment camera={camera} epoch={epoch} "
             f"server={self._server_id} at={now.isoformat()}\n"
         )
-        body = header.encode().ljust(SEGMENT_BYTES, b".")
+        body = header.encode().ljust(self.segment_bytes, b".")
         # Written aside and renamed, so a listed segment is always complete (R9 sync).
         aside = directory / f".{name}.tmp"
         aside.write_bytes(body)
