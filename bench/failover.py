@@ -10,10 +10,8 @@
    server recording elsewhere; the detection window (``network_timeout``) is part of
    this figure, and the time beyond it is reported separately.
 
-Health and placement run in processes of their own, as deployed; the agents (each
-behind its relay, with recorders that note when each camera starts) and the observer
-run in the benchmark's process. Every step is timed on CLOCK_MONOTONIC, which all
-processes of the machine share. Writes ``bench/results/failover.json``.
+Everything runs in one process, so one monotonic clock times every step. Writes
+``bench/results/failover.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from bench.baseline import BareRelay
 from bench.cluster import Watch, confirm_failback, wait_for
 from bench.common import Figure, ratio_figure, run_quietly, write_result
 from services.sim.local import LocalCluster, all_home
-from services.sim.processes import ServiceProcesses
 from shared.bus import embedded_server
 from shared.config import CameraConfig, ClusterConfig, Detection, ServerConfig, Timing
 
@@ -37,7 +34,7 @@ FAILING = "rs-1"  # the server whose cameras fail over
 OTHERS = ("rs-2", "rs-3", "rs-4")
 SIZES = (16, 64, 256)
 NETWORK_SIZE = 64
-RUNS = {16: 30, 64: 30, 256: 12}  # a run at 256 takes 5-10 s on 2 busy cores (failback)
+RUNS = {16: 20, 64: 20, 256: 12}  # a run at 256 takes 5-10 s on 2 busy cores (failback)
 GOAL_SIZE = 256
 GOAL_MS = 25.0
 GOAL_RATIO = 10.0
@@ -122,13 +119,8 @@ async def measure(
         watch = Watch(FAILING)
         settings = config(network_timeout, cameras)
         cluster = LocalCluster(nats, settings, root / "cluster", watch.recorder)
-        services = ServiceProcesses(settings, nats.url, root / "services")
         try:
-            # Health and placement in their own processes, as deployed; the agents here.
-            # Footage sync is left out: it would compete for the CPU.
-            await cluster.start(with_sync=False, with_health=False, with_placement=False)
-            services.start("health")
-            services.start("placement")
+            await cluster.start(with_sync=False)  # footage sync would compete for the CPU
             await watch.listen(cluster)
             await wait_for(cluster, all_home, 120)
             moving = [c.id for c in settings.cameras if c.home == FAILING]
@@ -140,7 +132,6 @@ async def measure(
                 found.network.append(await network_run(cluster, watch, moving))
         finally:
             await cluster.close()
-            services.stop()
             nats.stop()
     return found
 
@@ -213,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.failover", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, help=f"storage failovers per size (default {RUNS})")
     parser.add_argument("--bare", type=int, default=10, help="bare relays after each failover")
-    parser.add_argument("--network-runs", type=int, default=6, help="network cuts (default 6)")
+    parser.add_argument("--network-runs", type=int, default=4, help="network cuts (default 4)")
     parser.add_argument(
         "--network-timeout", type=float, default=10.0, help="seconds (default 10, as deployed)"
     )

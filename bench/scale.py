@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=1000)
     parser.add_argument("--cameras-per-server", type=int, default=100)
     parser.add_argument("--rack", type=int, default=20, help="servers failing at once")
-    parser.add_argument("--runs", type=int, default=5, help="rack failures (default 5)")
+    parser.add_argument("--runs", type=int, default=3, help="rack failures (default 3)")
     parser.add_argument("--windows", type=int, default=4, help="steady-state windows")
     parser.add_argument("--window", type=float, default=5.0, help="seconds per window")
     parser.add_argument("--status-runs", type=int, default=5)

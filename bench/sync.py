@@ -307,7 +307,7 @@ async def bench(outages: int, outage_s: float) -> tuple[list[Figure], dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.sync", description=__doc__.split("\n")[0])
-    parser.add_argument("--outages", type=int, default=8, help="failover/failback cycles")
+    parser.add_argument("--outages", type=int, default=6, help="failover/failback cycles")
     parser.add_argument("--outage-seconds", type=float, default=2.0, help="each outage's length")
     parser.add_argument("--smoke", action="store_true", help="two short outages")
     args = parser.parse_args(argv)

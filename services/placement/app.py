@@ -370,8 +370,9 @@ class PlacementService(ReplicatedService):
         must not happen waits for the notices: a commit (its cursor would skip them, and
         a replay would not publish them again) and the agents' answers (the log keeps
         reading "planned" before "confirmed")."""
-        if self._derive_took < DERIVE_INLINE_S and not self._state_lock.locked():
-            self._send_wanted(self._derive())  # quick to derive: at once, not at a wake
+        quick = self._derive_took < DERIVE_INLINE_S and time.monotonic() >= self._derive_after
+        if quick and not self._state_lock.locked():
+            self._send_wanted(self._derive())  # at once, not at the sender's next wake
         else:
             self._wake_sender.set()
         before = self._publishing
