@@ -160,10 +160,10 @@ class PlacementService(ReplicatedService):
         """Per server, the state version, the cameras and the time of its last heartbeat
         that had neither strays nor missing cameras."""
         self._publishing: asyncio.Task[None] | None = None
+        """The notices of the folded batches, being published in order (see ``_decided``)."""
         self._replayed_at = 0
         """The log's last event when the term began: heartbeats are not reconciled
         before the fold has caught up with it (see ``_on_heartbeat``)."""
-        """The notices of the folded batches, being published in order (see ``_decided``)."""
 
     async def lead(self, term: Term) -> None:
         """One term as leader: rebuild everything from JetStream, then decide (R11, R12)."""
@@ -269,13 +269,14 @@ class PlacementService(ReplicatedService):
         log_events: asyncio.Queue[tuple[int, AnyEvent | None]],
         reader: asyncio.Task[None],
     ) -> None:
-        """Fold every event as it comes, in order, publish the decisions, wake the sender.
-        The events already there are folded as one batch, whose decisions are published
-        together. The snapshot is the whole cluster: it is committed once the log goes
-        quiet (``COMMIT_QUIET_S``), at least every ``COMMIT_MAX_AGE_S`` during a long
-        burst, and never sooner after the last commit than ``COMMIT_SPACING`` times what
-        that one took: a burst (a rack failure, its confirmations) is folded and its
-        commands sent first, then committed once, not rewritten per event.
+        """Fold every event as it comes, in order; send the commands, then publish the
+        decisions (``_decided``). The events already there are folded as one batch, whose
+        decisions are published together. The snapshot is the whole cluster: it is
+        committed once the log goes quiet (``COMMIT_QUIET_S``), at least every
+        ``COMMIT_MAX_AGE_S`` during a long burst, and never sooner after the last commit
+        than ``COMMIT_SPACING`` times what that one took: a burst (a rack failure, its
+        confirmations) is folded and its commands sent first, then committed once, not
+        rewritten per event.
 
         A crash before a commit replays the uncommitted events from the committed
         cursor: the same decisions under the same epochs and Msg-Ids, which the log
