@@ -130,6 +130,16 @@ class Watch:
             latest = max(latest, *elsewhere)
         return latest
 
+    def epochs_elsewhere(self, cameras: list[str]) -> dict[str, int]:
+        """The epoch each of ``cameras`` records under away from the watched server."""
+        return {
+            cam: epoch
+            for sid, r in self.recorders.items()
+            if sid != self.server
+            for cam, epoch in r.recording().items()
+            if cam in cameras
+        }
+
     async def until_rehosted(self, cameras: list[str], within: float) -> float:
         """Wait until every one of ``cameras`` records elsewhere; the instant the last began."""
         deadline = time.monotonic() + within
