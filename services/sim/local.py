@@ -11,12 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.cli.views import status_document
+from services.cli.views import status_document_of_snapshot
 from services.health.app import HealthService
 from services.heartbeat.app import Agent, AgentSettings
 from services.heartbeat.recorder import Recorder
 from services.placement.app import PlacementService
-from services.placement.state import Placement
 from services.sim.faults import fail_storage, repair_storage
 from services.sim.relay import RelayGroup, client_ports
 from services.sync.app import SyncService
@@ -205,7 +204,7 @@ class LocalCluster:
         if snapshot is None:
             return {"servers": [], "cameras": [], "services": []}
         leaders = await read_leases(self.bus)
-        return status_document(Placement.model_validate_json(snapshot[0]), [], leaders)
+        return status_document_of_snapshot(snapshot[0], [], leaders)
 
     async def events(self) -> list[tuple[int, AnyEvent]]:
         """The whole durable event log, oldest first."""
