@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 from services.health.detector import Decision, Detector, HealthEvent, Probe
-from services.health.heartbeats import HeartbeatParser
 from shared import subjects
 from shared.bounded import cancel_all
 from shared.bus import Access, Bus
@@ -28,6 +27,7 @@ from shared.messages import (
     ServerFailed,
     ServerRecovered,
 )
+from shared.messages.heartbeat_parser import HeartbeatParser
 from shared.metrics import (
     FAILBACKS,
     FAILOVERS,

@@ -55,6 +55,7 @@ from shared.messages import (
     ServerUndrained,
 )
 from shared.messages.events import utc_now
+from shared.messages.heartbeat_parser import HeartbeatParser
 from shared.metrics import (
     CAMERAS_BY_STATE,
     COMMAND_SECONDS,
@@ -175,8 +176,11 @@ class PlacementService(ReplicatedService):
             await self._load(bus)
             self._replayed_at = await bus.last_event_seq()
             self._unannounced = set(self.state.servers)
+            heartbeats = HeartbeatParser(self.state.servers).model_validate_json
             subscriptions = [
-                await bus.subscribe(subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat),
+                await bus.subscribe(
+                    subjects.HEARTBEAT_ALL, Heartbeat, self._on_heartbeat, parse=heartbeats
+                ),
                 await bus.serve(
                     subjects.ADMIN_CAPACITY, CapacityRequest, self._on_capacity, _refusal
                 ),

@@ -11,9 +11,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.health.heartbeats import HeartbeatParser
 from shared.messages import Heartbeat, encode
 from shared.messages.base import MAX_INT64
+from shared.messages.heartbeat_parser import HeartbeatParser
 from tests.unit.test_detector import hb as detector_heartbeat
 
 SERVERS = ("rs-1", "rs-2")

@@ -1,5 +1,6 @@
-"""The health leader's heartbeat parser: every heartbeat validated as strictly as
-``Heartbeat.model_validate_json``, without parsing again what it has already proved.
+"""The heartbeat parser of every heartbeat subscriber (health, placement): each heartbeat
+validated as strictly as ``Heartbeat.model_validate_json``, without parsing again what
+it has already proved.
 
 A server repeats itself: from one heartbeat to the next, only the sequence changes
 until its cameras or its storage do. For each known server the parser remembers the
