@@ -268,6 +268,14 @@ class NatsServer:
                 self.config, port=free_port(), monitor_port=free_port()
             )
 
+    def log_tail(self, lines: int = 8) -> str:
+        """The last lines of its log, for an error message ("" if there is none)."""
+        try:
+            text = self._log_path.read_bytes()[-8192:].decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
     def _own_port_taken(self, logged: int) -> bool:
         """Whether the log, past ``logged`` bytes, says the client or monitoring port was
         taken."""
@@ -416,7 +424,10 @@ class NatsCluster:
                 continue
             while not _healthy(node.config.monitor_port):
                 if time.monotonic() > deadline:
-                    raise NatsServerError(f"{node.monitor_url}/healthz not ok within {timeout} s")
+                    raise NatsServerError(
+                        f"{node.monitor_url}/healthz not ok within {timeout} s; the end of "
+                        f"its log:\n{node.log_tail()}"
+                    )
                 time.sleep(0.05)
 
     def stop(self) -> None:
