@@ -310,8 +310,8 @@ class PlacementService(ReplicatedService):
                     reader.result()  # its error ends the term
                     raise RuntimeError("the event log reader stopped")
                 if not done:
-                    if log_events.empty() and not getter.done():  # the log went quiet
-                        await self._commit()
+                    # The log went quiet: commit, unless an event comes meanwhile.
+                    if log_events.empty() and await self._commit(unless=getter):
                         uncommitted_since = None
                     continue
                 batch, getter = [getter.result()], None
@@ -428,15 +428,22 @@ class PlacementService(ReplicatedService):
             if count > LOGGED_PER_KIND:  # a mass failure must not log once per camera
                 log.info("%d more %s at log position %s", count - LOGGED_PER_KIND, kind, origin)
 
-    async def _commit(self) -> None:
+    async def _commit(self, unless: asyncio.Future[Any] | None = None) -> bool:
         """Compare-and-set the snapshot; losing the race is fatal (someone else decides).
+        Returns whether it committed: with ``unless`` (the next event of the log), a
+        commit gives way when that event comes before the snapshot is made, so the fold
+        goes on at once. At 100,000 cameras a snapshot takes a second: a rack failure
+        whose reports came 50 ms apart waited that long for its second half.
 
         Fields at their defaults are left out (a camera at rest is a third of the bytes,
         and reading it back is as much faster); reading fills them in again."""
         assert self._bus is not None
-        await self._notices_published()  # the cursor must not pass unpublished notices
+        if not await self._published_unless(unless):
+            return False
         t0 = time.monotonic()
-        snapshot = await self._snapshot()
+        snapshot = await self._snapshot(unless)
+        if snapshot is None:
+            return False
         self._revision = await self._bus.write_state(snapshot, self._revision)
         self._commit_took = time.monotonic() - t0
         self._commit_after = time.monotonic() + self._commit_took * COMMIT_SPACING
@@ -446,13 +453,26 @@ class PlacementService(ReplicatedService):
             CAMERAS_BY_STATE.labels(state=s.value).set(n)
         PENDING_CAMERAS.set(counts[CameraState.PENDING])
         self._wake_sender.set()
+        return True
 
-    async def _snapshot(self) -> bytes:
+    async def _published_unless(self, unless: asyncio.Future[Any] | None) -> bool:
+        """Wait until the notices of every folded batch are in the log (the cursor must
+        not pass unpublished notices), or until ``unless`` is done: then False."""
+        publishing = self._publishing
+        if unless is not None and publishing is not None and not publishing.done():
+            await asyncio.wait({publishing, unless}, return_when=asyncio.FIRST_COMPLETED)
+            if not publishing.done():
+                return False
+        await self._notices_published()  # raises what publishing raised
+        return True
+
+    async def _snapshot(self, unless: asyncio.Future[Any] | None = None) -> bytes | None:
         """The state's JSON as ``model_dump_json(exclude_defaults=True)`` writes it, made
         ``SNAPSHOT_CHUNK`` cameras at a time with the event loop running in between:
         in one piece, pydantic holds the GIL for up to a second at 100,000 cameras (in a
         thread too), and heartbeats and the lease's renewals would wait that long.
-        The fold waits meanwhile, so every chunk is of the same state."""
+        Only the fold changes the state, and it waits meanwhile (the fold loop commits),
+        so every chunk is of the same state; None as soon as ``unless`` is done."""
         parts: list[bytes] = []
         async with self._state_lock:
             head = self.state.model_dump_json(exclude={"cameras"}, exclude_defaults=True)
@@ -461,6 +481,8 @@ class PlacementService(ReplicatedService):
                 chunk = dict(cameras[start : start + SNAPSHOT_CHUNK])
                 parts.append(_CAMERAS.dump_json(chunk, exclude_defaults=True)[1:-1])
                 await asyncio.sleep(0)
+                if unless is not None and unless.done():
+                    return None
         rest = head.encode()[1:]  # '{' + the other fields + '}'
         joined = b'{"cameras":{' + b",".join(parts) + b"}"
         return joined + (b"," + rest if rest != b"}" else rest)

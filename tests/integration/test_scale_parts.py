@@ -10,6 +10,7 @@ import json
 import zlib
 
 from services.cli.views import status_document, status_document_of_snapshot, write_status_json
+from services.placement.app import PlacementService
 from services.placement.state import Placement
 from services.sim.fleet import Fleet, FleetAgent, FleetControl, server_ids
 from shared import subjects
@@ -41,10 +42,9 @@ from tests.helpers import eventually
 # ---- the snapshot, compressed ----
 
 
-def _state(servers: int = 4, per_server: int = 6, *, recover: bool = False) -> Placement:
-    """A state with cameras home, failed over, moving, Pending, preempted and releasing."""
+def _config(servers: int = 4, per_server: int = 6) -> ClusterConfig:
     priorities = [Priority.HIGH, Priority.MEDIUM, Priority.LOW, Priority.NEVER]
-    config = ClusterConfig(
+    return ClusterConfig(
         servers=tuple(ServerConfig(id=f"rs-{n}", capacity=per_server + 1) for n in range(servers)),
         cameras=tuple(
             CameraConfig(id=f"c{n}-{k}", home=f"rs-{n}", priority=priorities[k % 4])
@@ -53,7 +53,11 @@ def _state(servers: int = 4, per_server: int = 6, *, recover: bool = False) -> P
         ),
         placement=PlacementPolicy(preemption=True),
     )
-    state, _ = Placement.from_config(config)
+
+
+def _state(servers: int = 4, per_server: int = 6, *, recover: bool = False) -> Placement:
+    """A state with cameras home, failed over, moving, Pending, preempted and releasing."""
+    state, _ = Placement.from_config(_config(servers, per_server))
     for c in state.outstanding_commands():
         state.apply(ClaimsConfirmed(server=c.server, cameras=c.cameras))
     state.apply(ServerFailed(server="rs-0", cause=FailureCause.STORAGE))
@@ -227,3 +231,46 @@ async def test_a_fleet_heartbeats_answers_probes_and_commands_and_fails_storage(
         assert "error" in await control.answer("not json")
     finally:
         await fleet.close()
+
+
+# ---- placement's commit gives way to the fold ----
+
+
+async def test_a_quiet_log_commit_gives_way_to_the_next_event(nats_server: NatsServer) -> None:
+    """Issue 8: a snapshot of 100,000 cameras takes a second; a commit begun because the
+    log went quiet must not hold back an event that comes meanwhile (the second half of
+    a rack failure). It gives up, writes nothing, and commits later; an overdue commit
+    (no ``unless``) does not give way."""
+    service = PlacementService(_config(), nats_server.url)
+    bus = await Bus.connect(nats_server.url, "test-commit")
+    await bus.ensure_streams()
+    service._bus = bus
+    service.state = _state()
+    try:
+        assert await service._commit()
+        written = await bus.read_state()
+        assert written is not None
+        service.state.cursor += 1  # a change that a commit would write
+
+        came = asyncio.get_running_loop().create_future()
+        came.set_result(None)  # the next event came before the snapshot was made
+        assert not await service._commit(unless=came)
+        assert await bus.read_state() == written
+
+        published = asyncio.Event()
+        service._publishing = asyncio.create_task(_wait(published))  # notices going out
+        assert not await service._commit(unless=came)
+        published.set()
+
+        waiting = asyncio.get_running_loop().create_future()  # no event yet
+        assert await service._commit(unless=waiting)
+        now = await bus.read_state()
+        assert now is not None
+        assert now[1] > written[1]
+        assert Placement.model_validate_json(now[0]).cursor == service.state.cursor
+    finally:
+        await bus.close()
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
