@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from shared.bus.credentials import Access
+from shared.bus.credentials import add_access_arguments
 from shared.config import ClusterConfig, load_config
 from shared.errors import BlazeError
 from shared.logs import setup_logging
@@ -46,28 +46,6 @@ def service_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here")
     parser.add_argument("--log-level", default="INFO")
     return parser
-
-
-def add_access_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--creds`` and ``--tls-ca``: who this process is to NATS, and the CA it trusts
-    (issue 7). Containers pass them as ``BLAZE_NATS_CREDS`` and ``BLAZE_NATS_CA``."""
-    parser.add_argument(
-        "--creds",
-        type=Path,
-        default=os.environ.get("BLAZE_NATS_CREDS") or None,
-        help="this identity's nkey seed file (default: $BLAZE_NATS_CREDS; none: no auth)",
-    )
-    parser.add_argument(
-        "--tls-ca",
-        type=Path,
-        default=os.environ.get("BLAZE_NATS_CA") or None,
-        help="CA certificate that signed the NATS servers' (default: $BLAZE_NATS_CA)",
-    )
-
-
-def access_of(args: argparse.Namespace) -> Access:
-    """The ``Access`` that ``--creds`` and ``--tls-ca`` describe."""
-    return Access(args.creds, args.tls_ca)
 
 
 def replicated_arguments(description: str) -> argparse.ArgumentParser:

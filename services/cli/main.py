@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
-
-from pydantic import ValidationError  # every command's messages or config are pydantic
 
 from services.cli.datadir import CLUSTER_FILE
 from shared.errors import (
@@ -45,11 +44,17 @@ if TYPE_CHECKING:
     from shared.messages import Message
 
 # Beyond this, what a command needs is imported when it runs: ``blaze status --json`` at
-# 100,000 cameras has half a second in all, and imports were most of it (issue 8).
+# 100,000 cameras has half a second in all, and imports were most of it (issue 8). It
+# imports neither pydantic nor the metrics: not ``shared.messages``, ``shared.config``,
+# ``shared.lifecycle`` nor ``Bus`` (tests/unit/test_cli_imports.py).
 
 REQUEST_TIMEOUT_S = 5.0
 ADMIN_COMMANDS = frozenset({"failback", "capacity", "drain", "undrain", "sim"})
 """Commands that change the cluster: only the ``admin`` identity may send them."""
+
+FAULTS = ("net-down", "net-up", "storage-fail", "storage-repair", "kill", "start")
+"""``Fault``'s values, ``blaze sim``'s choices: written out rather than read from the enum,
+whose import brings every message and pydantic (a unit test holds the two equal)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,8 +67,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     with _no_websocket_transport():  # credentials -> permissions -> nats.micro
-        from shared.lifecycle import add_access_arguments  # noqa: PLC0415
-    from shared.messages import Fault  # noqa: PLC0415
+        from shared.bus.credentials import add_access_arguments  # noqa: PLC0415
 
     common = OneLineParser(add_help=False)
     common.add_argument(
@@ -120,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     undrain = sub.add_parser("undrain", parents=[common], help="end maintenance: cameras come home")
     undrain.add_argument("server")
     sim = sub.add_parser("sim", parents=[common], help="fault injection on a simulated server")
-    sim.add_argument("fault", choices=[f.value for f in Fault])
+    sim.add_argument("fault", choices=FAULTS)
     sim.add_argument("server")
     sync = sub.add_parser("sync", parents=[common], help="footage on its way home (R9)")
     sync.add_argument("--json", action="store_true")
@@ -164,8 +168,18 @@ def _no_websocket_transport() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit code."""
-    args = build_parser().parse_args(argv)
+    """Run one command; return its exit code. Without ``argv`` it runs as the program
+    (``blaze``, ``python -m services.cli.main``), which ends right after."""
+    code = _run(build_parser().parse_args(argv))
+    if argv is None:
+        # Nothing is left to collect, yet Python's exit runs the collector over every
+        # object still alive: a tenth of ``blaze status --json``'s time (issue 8).
+        # Frozen objects are skipped; they are freed all the same.
+        gc.freeze()
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     local = {"up": _up, "secrets": _secrets}
     try:
         if args.command in local:
@@ -176,24 +190,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # blaze events | head: the reader had enough
         sys.stderr.close()
         return 0
-    except (BlazeError, ValidationError) as exc:
-        message, code = _explain(exc)
-        print(f"blaze: {message}", file=sys.stderr)
-        return code
     except TimeoutError:  # a JetStream read while the NATS cluster elects a leader
         print("blaze: the cluster did not answer in time; try again", file=sys.stderr)
         return 2
+    except Exception as exc:
+        explained = _explain(exc)
+        if explained is None:
+            raise
+        print(f"blaze: {explained[0]}", file=sys.stderr)
+        return explained[1]
 
 
-def _explain(exc: BlazeError | ValidationError) -> tuple[str, int]:
-    """One line and an exit code: 1 refused by the cluster, 2 anything else."""
+def _explain(exc: Exception) -> tuple[str, int] | None:
+    """One line and an exit code: 1 refused by the cluster, 2 anything else we expect;
+    None for a bug."""
     if isinstance(exc, RequestRefusedError):
         return f"refused: {exc.reason}", 1
-    if isinstance(exc, ValidationError):  # an id or value the messages refuse, e.g. "rs 1"
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"bad {where}: {first['msg']} (see blaze --help)", 2
-    return str(exc), 2
+    if isinstance(exc, BlazeError):
+        return str(exc), 2
+    if _refused_by_pydantic(exc):
+        return _explain_invalid(exc), 2
+    return None
+
+
+def _refused_by_pydantic(exc: Exception) -> bool:
+    """A ``ValidationError``: an id or value the messages or the config refuse. Only a
+    command that imported pydantic can raise one; ``blaze status`` never imports it."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
+
+
+def _explain_invalid(exc: Exception) -> str:
+    """The first thing pydantic refused, e.g. the server id "rs 1", in one line."""
+    from pydantic import ValidationError  # noqa: PLC0415 - imported already (see above)
+
+    assert isinstance(exc, ValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"bad {where}: {first['msg']} (see blaze --help)"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -231,8 +265,7 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
     """Where the cluster is and who this command is to it: ``--nats`` and ``--creds``,
     else what ``blaze up`` wrote in ``--data``, as the read-only ``monitor`` identity, or
     as ``admin`` for the commands that change something (issue 7)."""
-    from shared.bus import Access, SecretsDir  # noqa: PLC0415
-    from shared.lifecycle import access_of  # noqa: PLC0415
+    from shared.bus.credentials import Access, SecretsDir, access_of  # noqa: PLC0415
 
     given = access_of(args)
     if args.nats:
@@ -255,11 +288,13 @@ def _cluster(args: argparse.Namespace) -> tuple[str, Access]:
 async def _client_command(args: argparse.Namespace) -> int:
     import logging  # noqa: PLC0415
 
+    # One clear line per failure: the library's warnings (a refusal, a retry) would repeat it.
+    logging.basicConfig(level=logging.ERROR, format="blaze: %(message)s")
+    if args.command == "status":
+        return await _status(args)
     with _no_websocket_transport():
         from shared.bus import Bus  # noqa: PLC0415
 
-    # One clear line per failure: the library's warnings (a refusal, a retry) would repeat it.
-    logging.basicConfig(level=logging.ERROR, format="blaze: %(message)s")
     url, access = _cluster(args)
     bus = await Bus.connect(url, f"blaze-{args.command}", reconnect=False, access=access)
     try:
@@ -268,14 +303,27 @@ async def _client_command(args: argparse.Namespace) -> int:
         await bus.close()
 
 
+async def _status(args: argparse.Namespace) -> int:
+    """``blaze status``: only reads, over a connection that brings nats-py alone."""
+    with _no_websocket_transport():
+        from shared.bus.reader import StateReader  # noqa: PLC0415
+
+    from services.cli import views  # noqa: PLC0415
+
+    url, access = _cluster(args)
+    reader = await StateReader.connect(url, "blaze-status", access=access)
+    try:
+        return await views.status(reader, args.data, as_json=args.json)
+    finally:
+        await reader.close()
+
+
 async def _dispatch(bus: Bus, args: argparse.Namespace) -> int:
     """One command against the running cluster."""
     from services.cli import views  # noqa: PLC0415 - the others' imports are theirs
 
     as_json = getattr(args, "json", False)
     match args.command:
-        case "status":
-            return await views.status(bus, args.data, as_json=as_json)
         case "events":
             return await views.events(bus, as_json=as_json, follow=args.follow)
         case "sync":

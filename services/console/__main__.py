@@ -7,8 +7,9 @@ import argparse
 import sys
 
 from services.console.app import ConsoleService
+from shared.bus.credentials import access_of
 from shared.config import ClusterConfig
-from shared.lifecycle import access_of, service_arguments, service_main
+from shared.lifecycle import service_arguments, service_main
 
 DEFAULT_PORT = 8080
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from services.heartbeat.app import Agent, AgentSettings
+from shared.bus.credentials import access_of
 from shared.config import ClusterConfig
 from shared.errors import ConfigError
-from shared.lifecycle import access_of, service_arguments, service_main
+from shared.lifecycle import service_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> Agent:

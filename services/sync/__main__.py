@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from services.sync.app import SyncService
+from shared.bus.credentials import access_of
 from shared.config import ClusterConfig
-from shared.lifecycle import access_of, replicated_arguments, service_main
+from shared.lifecycle import replicated_arguments, service_main
 
 
 def build(args: argparse.Namespace, config: ClusterConfig) -> SyncService:

@@ -1,8 +1,9 @@
 """The bus: the only package that imports ``nats``.
 
 Its names are imported from their modules when first used (PEP 562): ``blaze status``
-needs the connection, not the embedded nats-server's or TLS's code, and every module
-imported costs start-up time of a command that has half a second in all (issue 8).
+needs a read-only connection (``StateReader``), not ``Bus`` nor the embedded
+nats-server's or TLS's code, and every module imported costs start-up time of a command
+that has half a second in all (issue 8).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from shared.bus.natsserver import embedded_server as embedded_server
     from shared.bus.natsserver import find_nats_server as find_nats_server
     from shared.bus.natsserver import free_port as free_port
+    from shared.bus.reader import StateReader as StateReader
 
 _MODULE_OF = {
     "Access": "credentials",
@@ -31,6 +33,7 @@ _MODULE_OF = {
     "NatsServer": "natsserver",
     "SecretsDir": "credentials",
     "ServerSecurity": "natsserver",
+    "StateReader": "reader",
     "embedded_cluster": "natsserver",
     "embedded_server": "natsserver",
     "find_nats_server": "natsserver",
@@ -46,6 +49,7 @@ __all__ = [
     "NatsServer",
     "SecretsDir",
     "ServerSecurity",
+    "StateReader",
     "embedded_cluster",
     "embedded_server",
     "find_nats_server",

@@ -30,6 +30,13 @@ from shared import subjects
 from shared.bounded import raise_if_cancelled
 from shared.bus.credentials import Access
 from shared.bus.micro import StatusSource, add_status_service
+from shared.bus.reader import (
+    INITIAL_CONNECT_ATTEMPTS,
+    close_socket,
+    cluster_urls,
+    lease_holders,
+    unpack_snapshot,
+)
 from shared.errors import (
     BlazeError,
     ClusterUnreachableError,
@@ -53,9 +60,6 @@ R = TypeVar("R", bound=Message)
 
 MAX_CONCURRENT_REQUESTS = 32
 """Requests of one subscription answered at once when it serves them concurrently."""
-
-INITIAL_CONNECT_ATTEMPTS = 2
-"""Tries of the first connection before the cluster counts as unreachable."""
 
 CLOSE_STEP_S = 2.0
 """Longest wait for each step of closing a connection."""
@@ -195,7 +199,7 @@ class Bus:
                 **options,
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            _close_socket(nc)
+            close_socket(nc)
             if "authorization violation" in str(exc).lower():
                 raise LoginRefusedError(url) from exc
             raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
@@ -703,20 +707,8 @@ class Bus:
 
 
 async def read_leases(bus: Bus) -> dict[str, str]:
-    """Which replica holds each service's leader lease now: {service: replica}.
-    Direct gets of the known keys: they answer during a stream-leader change too."""
-    try:
-        kv = await bus.js.key_value(subjects.LEASE_BUCKET)
-    except nats.js.errors.BucketNotFoundError:
-        return {}
-    holders: dict[str, str] = {}
-    for service in subjects.REPLICATED_SERVICES:
-        # Not found, or no answer during an election: shown without a leader.
-        with contextlib.suppress(TimeoutError, nats.errors.Error):
-            entry = await kv.get(service)
-            if entry.value:  # "<replica> <token>": the name is what people need
-                holders[service] = bytes(entry.value).decode(errors="replace").split(" ")[0]
-    return holders
+    """Which replica holds each service's leader lease now: {service: replica}."""
+    return await lease_holders(bus.js)
 
 
 SNAPSHOT_ZLIB_LEVEL = 1
@@ -737,14 +729,6 @@ async def pack_snapshot(value: bytes) -> bytes:
     return await asyncio.to_thread(zlib.compress, value, SNAPSHOT_ZLIB_LEVEL)
 
 
-def unpack_snapshot(stored: bytes) -> bytes:
-    """The JSON of a stored placement snapshot. One written before snapshots were
-    compressed is JSON already (it starts with ``{``; a zlib stream never does)."""
-    if stored[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
-        return stored
-    return zlib.decompress(stored)
-
-
 def is_transient(error: BaseException) -> bool:
     """An error that trying again from a fresh read can cure: the bus unreachable for a
     moment, JetStream without a leader, a compare-and-set lost to a deposed writer.
@@ -762,23 +746,6 @@ def _echo(request: Msg) -> dict[str, str]:
     """The headers an answer carries back: the request's nonce, if it had one."""
     nonce = (request.headers or {}).get(NONCE_HEADER)
     return {NONCE_HEADER: nonce} if nonce else {}
-
-
-def _close_socket(nc: Any) -> None:
-    """nats-py leaves the socket of a refused login or TLS handshake open, and its
-    ``close()`` waits forever in that state: close the transport itself."""
-    transport = getattr(nc, "_transport", None)
-    if transport is not None:
-        with contextlib.suppress(Exception):
-            transport.close()
-
-
-def cluster_urls(url: str) -> list[str]:
-    """``nats://a:4222,nats://b:4222`` as a list: the client fails over between them."""
-    urls = [u.strip() for u in url.split(",") if u.strip()]
-    if not urls:
-        raise ClusterUnreachableError(url, "no NATS URL given")
-    return urls
 
 
 def stream_replicas(url: str) -> int:

@@ -10,6 +10,7 @@ already running keep working.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import secrets
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nkeys
-
-from shared.bus import permissions
 from shared.errors import ConfigError
+
+# nkeys (libsodium) and permissions (nats.micro) are imported where used: ``blaze
+# status`` without credentials needs neither, and it has half a second in all (issue 8).
 
 SEED_SUFFIX = ".nk"
 AUTH_FILE = "auth.conf"
@@ -44,12 +45,38 @@ class Access:
         and a TLS context that checks the server's certificate against ``tls_ca``."""
         options: dict[str, Any] = {}
         if self.creds is not None:
+            from shared.bus import permissions  # noqa: PLC0415 - see the imports
+
             seed = read_seed(self.creds)
             options["nkeys_seed_str"] = seed
             options["inbox_prefix"] = permissions.inbox_prefix(public_key(seed), agent=self.agent)
         if self.tls_ca is not None:
             options["tls"] = client_tls(self.tls_ca)
         return options
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--creds`` and ``--tls-ca``: who this process is to NATS, and the CA it trusts
+    (issue 7). Containers pass them as ``BLAZE_NATS_CREDS`` and ``BLAZE_NATS_CA``.
+    Here rather than in ``shared.lifecycle``, whose imports (config, metrics) the
+    command line's ``blaze status`` cannot afford (issue 8)."""
+    parser.add_argument(
+        "--creds",
+        type=Path,
+        default=os.environ.get("BLAZE_NATS_CREDS") or None,
+        help="this identity's nkey seed file (default: $BLAZE_NATS_CREDS; none: no auth)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=os.environ.get("BLAZE_NATS_CA") or None,
+        help="CA certificate that signed the NATS servers' (default: $BLAZE_NATS_CA)",
+    )
+
+
+def access_of(args: argparse.Namespace) -> Access:
+    """The ``Access`` that ``--creds`` and ``--tls-ca`` describe."""
+    return Access(args.creds, args.tls_ca)
 
 
 def read_seed(path: Path) -> str:
@@ -82,6 +109,8 @@ def seed_file_is_private(info: os.stat_result) -> bool:
 
 def public_key(seed: str) -> str:
     """The public key (``U…``) of an nkey user seed."""
+    import nkeys  # noqa: PLC0415 - see the imports
+
     key = nkeys.from_seed(bytearray(seed.encode()))
     try:
         return str(key.public_key.decode())
@@ -91,6 +120,8 @@ def public_key(seed: str) -> str:
 
 def new_seed() -> str:
     """A fresh nkey user seed."""
+    import nkeys  # noqa: PLC0415 - see the imports
+
     return str(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER).decode())
 
 
@@ -144,6 +175,8 @@ class SecretsDir:
     def generate(self, servers: list[str]) -> str:
         """Make sure every identity of a cluster with ``servers`` has a seed (keeping
         those that exist); write ``auth.conf``; return the authorization block."""
+        from shared.bus import permissions  # noqa: PLC0415 - see the imports
+
         self.path.mkdir(parents=True, exist_ok=True)
         self.path.chmod(0o700)
         keys = {}

@@ -1,10 +1,12 @@
 """``blaze status --json`` without the placement state's models: the defaults it writes out
-are the models', and the rows it formats are what ``json.dumps`` writes, escapes too."""
+are the models', the fields it cuts out of the snapshot's text are a ``CameraSlot``'s, and
+the rows it formats are what ``json.dumps`` writes, escapes too."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import pytest
@@ -101,7 +103,8 @@ def test_status_json_of_many_cameras_is_written_in_pieces_that_join_exactly(
         f"c{n}": {"id": f"c{n}", "home": "rs-1", "host": "rs-1" if n % 3 else None, "epoch": n}
         for n in range(7)
     }
-    raw = json.dumps({"cameras": cameras, "servers": {"rs-1": {"id": "rs-1", "capacity": 9}}})
+    snapshot = {"cameras": cameras, "servers": {"rs-1": {"id": "rs-1", "capacity": 9}}}
+    raw = json.dumps(snapshot, separators=(",", ":"))  # compact, as placement writes it
     writes: list[bytes] = []
 
     class Recorder(io.BytesIO):
@@ -124,3 +127,48 @@ def test_status_json_of_an_empty_snapshot_lists_nothing() -> None:
         "services": [],
         "leaders": {},
     }
+
+
+def test_the_camera_pattern_names_every_field_of_a_camera_in_the_models_order() -> None:
+    named = re.findall(rb'"([a-z_]+)":', views.SNAPSHOT_CAMERA.pattern)
+    assert [n.decode() for n in named] == list(CameraSlot.model_fields)
+
+
+def _as_pydantic_writes_it(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot with each camera's fields in ``CameraSlot``'s order."""
+    order = list(CameraSlot.model_fields)
+    cameras = {
+        key: {f: camera[f] for f in order if f in camera}
+        for key, camera in snapshot["cameras"].items()
+    }
+    return {**snapshot, "cameras": cameras}
+
+
+def test_status_json_cuts_the_cameras_out_of_a_compact_snapshot_in_either_order() -> None:
+    snapshot = _as_pydantic_writes_it(_snapshot("rs-1", "rs-2", "rs-3"))
+    servers_first = {"servers": snapshot["servers"], **snapshot}
+    for doc in (snapshot, servers_first):
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        assert views._cameras_cut_out(raw) is not None
+        assert _written(raw, [], {"placement": "p-1"}) == _dumped(raw, [], {"placement": "p-1"})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s["cameras"]["rs-1-1"].update(colour="red"),  # a field it does not know
+        lambda s: s["cameras"]["rs-1-1"].update(epoch=3.5),  # not an int
+        lambda s: s["cameras"]["rs-1-1"].update(host="rs 1"),  # an id outside the config's
+        lambda s: s.update(other={"x": {"id": "a", "home": "b"}}),  # camera-like, elsewhere
+        lambda s: s["cameras"].clear(),
+    ],
+    ids=["unknown field", "float epoch", "odd id", "camera-like elsewhere", "no cameras"],
+)
+def test_a_snapshot_the_camera_pattern_does_not_fit_takes_the_way_of_the_dicts(
+    change: Any,
+) -> None:
+    snapshot = _as_pydantic_writes_it(_snapshot("rs-1", "rs-2", "rs-3"))
+    change(snapshot)
+    raw = json.dumps(snapshot, separators=(",", ":")).encode()
+    assert views._cameras_cut_out(raw) is None
+    assert _written(raw, [], {}) == _dumped(raw, [], {})
