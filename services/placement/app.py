@@ -149,6 +149,9 @@ class PlacementService(ReplicatedService):
         self._version = 0
         """Counts changes of ``state``: what is derived from it is kept per version."""
         self._wanted: tuple[int, dict[CommandKey, Command]] = (-1, {})
+        self._keys: dict[int, tuple[Command, CommandKey]] = {}
+        """The wanted commands' keys by command object: the state hands out the same
+        object for a command until its cameras change, so its key is made once."""
         self._derive_after = 0.0
         self._derive_took = 0.0
         self._commit_after = 0.0
@@ -233,6 +236,7 @@ class PlacementService(ReplicatedService):
         self._unannounced.clear()
         self._failovers.clear()
         self._in_order.clear()
+        self._keys.clear()
         self._publishing = None
         self._changed()
 
@@ -531,7 +535,9 @@ class PlacementService(ReplicatedService):
         return self._wanted[1]
 
     def _derived(self, version: int, commands: list[Command], t0: float) -> None:
-        self._wanted = (version, {_key(c): c for c in commands})
+        known = self._keys  # each value holds its command, so an id is never reused here
+        self._keys = {id(c): known.get(id(c)) or (c, _key(c)) for c in commands}
+        self._wanted = (version, {key: c for c, key in self._keys.values()})
         self._derive_took = time.monotonic() - t0
         self._derive_after = t0 + self._derive_took * (1 + DERIVE_SPACING)
 

@@ -400,6 +400,22 @@ def test_issue5_make_before_break_claims_home_before_the_host_releases() -> None
     assert state.servers["n-a1"].state is ServerState.ONLINE
 
 
+def test_issue8_a_refused_release_is_sent_again_under_its_new_epoch() -> None:
+    """R11, issue 8: after a make-before-break the old host's release has no move behind
+    it; refused (the host saw a newer epoch), it is re-issued under a fresh epoch, and the
+    outstanding commands, derived again only for what changed, carry that epoch."""
+    state = failed_over(None, PlacementPolicy(failback=FailbackMode.MAKE_BEFORE_BREAK))
+    carry_out(state, state.outstanding_commands(), [])
+    [release] = state.outstanding_commands()
+    first = release.cameras[0]
+    refusal = Refusal(camera=first.camera, epoch=first.epoch, seen_epoch=700, reason="newer")
+    assert state.apply(CommandRefused(server="n-a2", refusals=(refusal,))) == []
+    [again] = state.outstanding_commands()
+    epochs = {a.camera: a.epoch for a in again.cameras}
+    assert epochs[first.camera] == 701
+    assert epochs == {c.id: c.epoch for c in state.cameras.values()}
+
+
 def test_issue5_release_first_stays_the_default() -> None:
     """Issue 5, R8: by default the host releases first, then home claims."""
     state = failed_over(None, PlacementPolicy())

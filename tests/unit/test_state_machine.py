@@ -29,7 +29,14 @@ from hypothesis.stateful import (
 )
 
 from services.health.detector import Decision, Detector, Liveness, Probe
-from services.placement.state import CameraState, Notice, Placement, PlacementIndex, ServerState
+from services.placement.state import (
+    CameraState,
+    Notice,
+    Placement,
+    PlacementIndex,
+    ServerState,
+    _steps,
+)
 from shared.config import (
     CameraConfig,
     ClusterConfig,
@@ -511,6 +518,13 @@ class FailoverCluster(RuleBasedStateMachine):
             assert cam.preempted_by is None or cam.release_from, f"{cam.id} waits on nothing"
 
     @invariant()
+    def issue8_the_kept_commands_are_what_a_full_pass_derives(self) -> None:
+        """Issue 8: the outstanding commands, derived again only for the cameras touched
+        since the last derivation, are those of a pass over every unsettled camera."""
+        state = self.placement
+        assert state.outstanding_commands() == _every_command(state)
+
+    @invariant()
     def r11_epochs_only_grow(self) -> None:
         """R11: the next epoch is above every epoch handed out."""
         epochs = [c.epoch for c in self.placement.cameras.values()]
@@ -534,3 +548,15 @@ FailoverCluster.TestCase.settings = settings(
     max_examples=200, stateful_step_count=40, deadline=None, database=None
 )
 test_r4_r5_r7_r8_r10_r11_random_histories_keep_every_invariant = FailoverCluster.TestCase
+
+
+def _every_command(state: Placement) -> list[Command]:
+    """``outstanding_commands`` as a pass over every camera derives it."""
+    by_step: dict[tuple[str, Action, bool], list[Assignment]] = {}
+    for cam in sorted(state.cameras.values(), key=lambda c: c.id):
+        for step in _steps(cam):
+            by_step.setdefault(step, []).append(Assignment(camera=cam.id, epoch=cam.epoch))
+    return [
+        Command(server=server, action=action, cameras=tuple(cams), first_segment=first)
+        for (server, action, first), cams in sorted(by_step.items())
+    ]
