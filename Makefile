@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench fuzz clean
+.PHONY: run test lint typecheck unit bench fuzz model-check sim clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,18 @@ bench: $(STAMP)
 
 fuzz: $(STAMP)
 	BLAZE_FUZZ_MESSAGES=100000 $(BIN)/python -m pytest tests/integration/test_fuzz.py -s $(PYTEST_ARGS)
+
+# Issue 9: the protocol's Promela model, exhaustively at small bounds, and its mutant
+# (docs/protocol.md). Needs spin (Debian: apt-get install spin) and a C compiler.
+model-check:
+	sh model/check.sh
+
+# Issue 9: the deterministic simulation of the pure core (docs/simulation.md). SEEDS seeds
+# from SEED; `make sim SEED=24 SEEDS=1` replays one, ARGS="--strict --servers 1000 ...".
+SEED ?= 0
+SEEDS ?= 1000
+sim: $(STAMP)
+	$(BIN)/python -m sim --seed $(SEED) --seeds $(SEEDS) -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) .blaze .pytest_cache .mypy_cache .ruff_cache
