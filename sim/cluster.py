@@ -267,8 +267,9 @@ class Cluster:
         or than placement's load on it (a capacity lowered under the load leaves the
         cameras there). Leftovers placement has not released yet are told apart: strays
         (moved away under a newer epoch) and recordings of cameras now Pending under the
-        same epoch, which ``Placement.strays`` does not count as strays (a finding, see
-        docs/simulation.md): they are counted as known, not fatal."""
+        same epoch, which ``Placement.strays`` did not count as strays until a camera
+        made Pending took a fresh epoch (a violation now). Strays are a known finding,
+        counted, not fatal (docs/simulation.md)."""
         agent, shell = node.agent, self.placement
         state = shell.state if shell is not None else None
         allowed = max(agent.capacity, state.load(node.id) if state is not None else 0)
@@ -295,9 +296,15 @@ class Cluster:
                 f"{allowed}); it records {sorted(agent.hosted)[:8]}",
                 (node.id, camera),
             )
-        kind = "pending_leftover_over_capacity" if leftovers["pending"] else "stray_over_capacity"
+        if leftovers["pending"]:  # fixed: a camera made Pending takes a fresh epoch
+            raise Violation(
+                "pending_leftover_over_capacity",
+                f"{node.id} starts recording {camera} above its capacity {agent.capacity}; "
+                f"Pending under the same epoch {sorted(leftovers['pending'])[:4]}",
+                (node.id, camera),
+            )
         self.known(
-            kind,
+            "stray_over_capacity",
             f"{node.id} starts recording {camera}: {len(agent.hosted)} cameras, capacity "
             f"{agent.capacity}; not yet released: strays {sorted(leftovers['stray'])[:4]}, "
             f"Pending under the same epoch {sorted(leftovers['pending'])[:4]}",

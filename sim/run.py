@@ -199,9 +199,9 @@ def check_settled(c: Cluster) -> None:
                 f"(home load {state.load(cam.home)}, capacity {home.capacity}, {home.state})"
             )
             guests = [g for g in state.index.holding_on(cam.home) if g not in homed[cam.home]]
-            if state.load(cam.home) < home.capacity:
-                c.known("stays_away_from_a_free_home", detail)
-            elif guests:  # its channels went to guests meanwhile: the same gap, one step on
+            if state.load(cam.home) < home.capacity:  # fixed: Placement._come_home
+                raise Violation("stays_away_from_a_free_home", detail, (cid, cam.home))
+            if guests:  # its channels went to guests meanwhile: the same gap, one step on
                 c.known("stays_away_from_a_free_home", f"{detail}; guests there {guests[:3]}")
             else:
                 raise Violation("settles_once_faults_stop", detail, (cid, cam.home, cam.host))

@@ -549,6 +549,9 @@ class Placement(BaseModel):
             # release under the cancelled epoch may already have reached it.
             notices.append(self._assign(cam, cam.host, cam.reason))  # type: ignore[arg-type]
         notices += self._place(displaced, MoveReason.FAILOVER)
+        for cam in displaced:
+            if cam.target is None:  # Pending: under a fresh epoch, the failed server's
+                self._new_epoch(cam)  # copy is a stray when it is heard from again
         # Pending cameras get another try: a failing-back server's claims are gone, and a
         # high camera whose preemption victim was on this server may preempt again.
         notices += self._place_pending()
@@ -603,7 +606,9 @@ class Placement(BaseModel):
                     cam.host = None
                 _forget_host(cam, server)
             freed = True
-        return self._place_pending() + self._failbacks_completed() if freed else []
+        if not freed:
+            return []
+        return self._come_home(server) + self._place_pending() + self._failbacks_completed()
 
     def _refused(self, event: CommandRefused) -> list[Notice]:
         """An agent has seen a newer epoch: re-issue the same move above it."""
@@ -652,7 +657,7 @@ class Placement(BaseModel):
         if slot is None:
             return []
         slot.capacity = capacity
-        return self._place_pending()
+        return self._come_home(server) + self._place_pending()
 
     # ---- helpers ----
 
@@ -710,6 +715,14 @@ class Placement(BaseModel):
                 slot.drain_reported = True
                 notices.append(DrainCompleted(server=sid, cameras_left=self.load(sid)))
         return notices
+
+    def _come_home(self, server: str) -> list[Notice]:
+        """R8: a home with room again (its capacity raised, a channel freed) takes back
+        its own cameras still away: a failback that found it full left them there."""
+        slot = self.servers.get(server)
+        if slot is None or slot.drained or slot.state not in ACCEPTS_CAMERAS:
+            return []
+        return self._bring_home(server)
 
     def _bring_home(self, server: str) -> list[Notice]:
         """R8: the server's cameras away from home come back, as many as it has room for."""
