@@ -31,17 +31,14 @@ from shared.bounded import raise_if_cancelled
 from shared.bus.credentials import Access
 from shared.bus.micro import StatusSource, add_status_service
 from shared.bus.reader import (
-    INITIAL_CONNECT_ATTEMPTS,
-    close_socket,
     cluster_urls,
+    connect_nats,
     lease_holders,
     unpack_snapshot,
 )
 from shared.errors import (
     BlazeError,
-    ClusterUnreachableError,
     ConfigError,
-    LoginRefusedError,
     MalformedReplyError,
     NoRespondersError,
     NotABlazeClusterError,
@@ -180,29 +177,18 @@ class Bus:
             if on_reconnect is not None:
                 await on_reconnect()
 
-        nc = nats.NATS()
-        try:
-            await nc.connect(
-                servers=cluster_urls(url),
-                name=name,
-                error_cb=error_cb,
-                disconnected_cb=disconnected_cb,
-                reconnected_cb=reconnected_cb,
-                allow_reconnect=reconnect,
-                connect_timeout=connect_timeout,
-                reconnect_time_wait=0.25,
-                # nats-py retries a refused first connection forever unless attempts are
-                # bounded; bound them for the first connection only.
-                max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
-                ping_interval=ping_interval,
-                max_outstanding_pings=2,
-                **options,
-            )
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            close_socket(nc)
-            if "authorization violation" in str(exc).lower():
-                raise LoginRefusedError(url) from exc
-            raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
+        nc = await connect_nats(
+            url,
+            name=name,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+            allow_reconnect=reconnect,
+            connect_timeout=connect_timeout,
+            ping_interval=ping_interval,
+            max_outstanding_pings=2,
+            **options,
+        )
         if reconnect:
             nc.options["max_reconnect_attempts"] = -1  # once connected, never give up
         bus = cls(nc, name, reconnects, denied)

@@ -90,6 +90,28 @@ def close_socket(nc: Any) -> None:
             transport.close()
 
 
+async def connect_nats(url: str, **options: Any) -> Any:
+    """A first connection to ``url`` (comma-separated nodes), tried
+    ``INITIAL_CONNECT_ATTEMPTS`` times: ClusterUnreachableError if it fails, or
+    LoginRefusedError if the credentials were refused (issue 7)."""
+    nc = nats.NATS()
+    try:
+        await nc.connect(
+            servers=cluster_urls(url),
+            reconnect_time_wait=0.25,
+            # nats-py retries a refused first connection forever unless attempts are
+            # bounded; bound them for the first connection only.
+            max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
+            **options,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        close_socket(nc)
+        if "authorization violation" in str(exc).lower():
+            raise LoginRefusedError(url) from exc
+        raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
+    return nc
+
+
 class StateReader:
     """A connection that only reads the placement state and the leases: no reconnects,
     no subscriptions, nothing to drain."""
@@ -107,23 +129,14 @@ class StateReader:
         async def error_cb(exc: Exception) -> None:  # without one, nats-py prints tracebacks
             log.debug("nats: %s", exc)
 
-        nc = nats.NATS()
-        try:
-            await nc.connect(
-                servers=cluster_urls(url),
-                name=name,
-                error_cb=error_cb,
-                allow_reconnect=False,
-                connect_timeout=connect_timeout,
-                reconnect_time_wait=0.25,
-                max_reconnect_attempts=INITIAL_CONNECT_ATTEMPTS,
-                **(access.connect_options() if access is not None else {}),
-            )
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            close_socket(nc)
-            if "authorization violation" in str(exc).lower():
-                raise LoginRefusedError(url) from exc
-            raise ClusterUnreachableError(url, str(exc) or type(exc).__name__) from exc
+        nc = await connect_nats(
+            url,
+            name=name,
+            error_cb=error_cb,
+            allow_reconnect=False,
+            connect_timeout=connect_timeout,
+            **(access.connect_options() if access is not None else {}),
+        )
         return cls(nc)
 
     async def read_state(self) -> tuple[bytes, int] | None:
