@@ -34,6 +34,7 @@ from shared.bus.reader import (
     cluster_urls,
     connect_nats,
     lease_holders,
+    snapshot_in,
     unpack_snapshot,
 )
 from shared.errors import (
@@ -631,14 +632,7 @@ class Bus:
         if latest:
             found = await self._read_latest(subjects.PLACEMENT_BUCKET, subjects.PLACEMENT_STATE_KEY)
             return None if found is None else (unpack_snapshot(found[0]), found[1])
-        kv = await self._bucket()
-        try:
-            entry = await kv.get(subjects.PLACEMENT_STATE_KEY)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        if entry.value is None:
-            return None
-        return unpack_snapshot(bytes(entry.value)), int(entry.revision)
+        return await snapshot_in(await self._bucket())
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[bytes, int] | None:
         entry = await self.last_entry(bucket, key)

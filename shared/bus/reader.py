@@ -64,6 +64,12 @@ async def read_snapshot(js: Any) -> tuple[bytes, int] | None:
         kv = await js.key_value(subjects.PLACEMENT_BUCKET)
     except nats.js.errors.BucketNotFoundError as exc:
         raise NotABlazeClusterError(f"bucket {subjects.PLACEMENT_BUCKET}") from exc
+    return await snapshot_in(kv)
+
+
+async def snapshot_in(kv: Any) -> tuple[bytes, int] | None:
+    """The placement snapshot (decompressed) and its revision in the placement bucket
+    ``kv``, by a direct get; None if never written."""
     try:
         entry = await kv.get(subjects.PLACEMENT_STATE_KEY)
     except nats.js.errors.KeyNotFoundError:
