@@ -66,17 +66,8 @@ class HealthShell:
     def elect(self) -> None:
         """A new leader: a fresh detector restored from the log (as ``HealthService._restore``)."""
         c = self.c
-        t, guard = c.config.timing, c.config.detection
         self.term += 1
-        detector = Detector(
-            network_timeout=t.network_timeout,
-            reprobe_interval=1.0,
-            hold_down=guard.failback_hold_down,
-            max_failovers=guard.max_failovers,
-            failover_window=guard.failover_window,
-            mass_silence_share=guard.mass_silence_share,
-            mass_silence_max_hold=guard.mass_silence_max_hold,
-        )
+        detector = Detector.for_cluster(c.config)
         events = c.log.events
         self.published = Counter(_about(e) for e in events if e.type in HEALTH_TYPES)
         detector.restore([s.id for s in c.config.servers], events, c.clock.now)

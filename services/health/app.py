@@ -68,17 +68,7 @@ class HealthService(ReplicatedService):
         self.failbacks: Counter[str] = Counter()
 
     def _new_detector(self) -> Detector:
-        t = self.config.timing
-        guard = self.config.detection
-        return Detector(
-            network_timeout=t.network_timeout,
-            reprobe_interval=1.0,
-            hold_down=guard.failback_hold_down,
-            max_failovers=guard.max_failovers,
-            failover_window=guard.failover_window,
-            mass_silence_share=guard.mass_silence_share,
-            mass_silence_max_hold=guard.mass_silence_max_hold,
-        )
+        return Detector.for_cluster(self.config)
 
     async def lead(self, term: Term) -> None:
         """One term as leader: a fresh detector restored from the log (R2, R12)."""

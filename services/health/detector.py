@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shared.config import ClusterConfig
 from shared.messages import (
     FailbackConfirmed,
     FailoversHeld,
@@ -86,6 +87,20 @@ class Detector:
     for ever."""
     servers: dict[str, ServerView] = field(default_factory=dict)
     holding_since: float | None = None
+
+    @classmethod
+    def for_cluster(cls, config: ClusterConfig) -> Detector:
+        """A detector with the cluster's timing and detection guards (R2, R6)."""
+        guard = config.detection
+        return cls(
+            network_timeout=config.timing.network_timeout,
+            reprobe_interval=1.0,
+            hold_down=guard.failback_hold_down,
+            max_failovers=guard.max_failovers,
+            failover_window=guard.failover_window,
+            mass_silence_share=guard.mass_silence_share,
+            mass_silence_max_hold=guard.mass_silence_max_hold,
+        )
 
     def watch(self, server: str, now: float, liveness: Liveness = Liveness.UP) -> None:
         """Start watching a server; a fresh view waits a whole timeout before any probe."""
