@@ -68,34 +68,6 @@ from shared.metrics import (
 log = logging.getLogger(__name__)
 
 
-class CommandKey:
-    """A command's identity (server, action, each camera under its epoch), hashed once:
-    the sender looks every wanted command up at each wake, and a tuple of a hundred
-    cameras is hashed again at every look-up (40 % of placement's time while it folded
-    a 100,000-camera start-up)."""
-
-    __slots__ = ("_hash", "action", "cameras", "server")
-
-    def __init__(self, command: Command) -> None:
-        self.server, self.action = command.server, command.action
-        self.cameras = tuple((a.camera, a.epoch) for a in command.cameras)
-        self._hash = hash((self.server, self.action, self.cameras))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CommandKey):
-            return NotImplemented
-        return self._hash == other._hash and (self.server, self.action, self.cameras) == (
-            other.server,
-            other.action,
-            other.cameras,
-        )
-
-
-"""A command by what it asks: server, action, (camera, epoch) pairs. Plain tuples hash in
-C; the pydantic models they come from hash in Python, once per key per sender wake."""
 MISSES_BEFORE_RECLAIM = 2
 RECENT_FAILURE = timedelta(seconds=60)
 DERIVE_SPACING = 1.0
@@ -149,6 +121,32 @@ LOGGED_PER_KIND = 10
 """Notices of one kind logged one by one per batch; the rest are counted in one line."""
 
 
+class CommandKey:
+    """A command's identity (server, action, each camera under its epoch), hashed once:
+    the sender looks every wanted command up at each wake, and a tuple of a hundred
+    cameras is hashed again at every look-up (40 % of placement's time while it folded
+    a 100,000-camera start-up)."""
+
+    __slots__ = ("_hash", "action", "cameras", "server")
+
+    def __init__(self, command: Command) -> None:
+        self.server, self.action = command.server, command.action
+        self.cameras = tuple((a.camera, a.epoch) for a in command.cameras)
+        self._hash = hash((self.server, self.action, self.cameras))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CommandKey):
+            return NotImplemented
+        return self._hash == other._hash and (self.server, self.action, self.cameras) == (
+            other.server,
+            other.action,
+            other.cameras,
+        )
+
+
 class PlacementService(ReplicatedService):
     """The single decider of who records which camera: one replica of it leads (R12)."""
 
@@ -176,12 +174,12 @@ class PlacementService(ReplicatedService):
         """Counts changes of ``state``: what is derived from it is kept per version."""
         self._wanted: tuple[int, dict[CommandKey, Command]] = (-1, {})
         self._keys: dict[int, tuple[Command, CommandKey]] = {}
-        self._announcing: dict[str, tuple[CommandKey, Command]] = {}
-        self._wanted_changed = True
-        """Whether the last derivation changed the wanted commands."""
-        """The empty command to each server, made once (``_announcements``)."""
         """The wanted commands' keys by command object: the state hands out the same
         object for a command until its cameras change, so its key is made once."""
+        self._wanted_changed = True
+        """Whether the last derivation changed the wanted commands."""
+        self._announcing: dict[str, tuple[CommandKey, Command]] = {}
+        """The empty command to each server, made once (``_announcements``)."""
         self._derive_after = 0.0
         self._derive_took = 0.0
         self._commit_after = 0.0

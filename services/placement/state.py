@@ -447,8 +447,11 @@ class Placement(BaseModel):
         """Cameras a server records that it should not, with the epoch that releases them.
 
         Only cameras decided since (a newer epoch) count: a camera the protocol is
-        releasing there already, or one it holds under the current epoch, is not a stray.
+        releasing there already, or one it holds under the current epoch, is not a stray;
+        nor, while the server is failed, one of its own cameras left Pending, which its
+        failback brings home where it records (no gap) or leaves Pending (a stray then).
         """
+        alive = self._alive(server)
         found = []
         for camera, epoch in hosted.items():
             cam = self.cameras.get(camera)
@@ -458,6 +461,8 @@ class Placement(BaseModel):
                 continue
             if cam.target == server or (cam.host == server and cam.target is None):
                 continue
+            if cam.home == server and cam.host is None and cam.target is None and not alive:
+                continue  # its own, Pending: failback decides (home, without a gap, or not)
             found.append(cam)
         return [Assignment(camera=c.id, epoch=c.epoch) for c in sorted(found, key=_by_id)]
 
@@ -550,8 +555,11 @@ class Placement(BaseModel):
             notices.append(self._assign(cam, cam.host, cam.reason))  # type: ignore[arg-type]
         notices += self._place(displaced, MoveReason.FAILOVER)
         for cam in displaced:
-            if cam.target is None:  # Pending: under a fresh epoch, the failed server's
-                self._new_epoch(cam)  # copy is a stray when it is heard from again
+            # Left Pending, it takes a fresh epoch: what the failed server records of it,
+            # or a claim still on its way there, is then older than the state's, a stray
+            # once the server is back, not a channel nobody counts (``strays``).
+            if cam.target is None:
+                self._new_epoch(cam)
         # Pending cameras get another try: a failing-back server's claims are gone, and a
         # high camera whose preemption victim was on this server may preempt again.
         notices += self._place_pending()
