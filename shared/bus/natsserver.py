@@ -90,6 +90,17 @@ def free_port() -> int:
         return port
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports: ``free_port`` alone may hand out a port again
+    that was chosen a moment before but is not listened on yet."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass(frozen=True)
 class ServerSecurity:
     """Who may connect and how (issue 7): the ``authorization`` block (one nkey user per
@@ -451,15 +462,16 @@ def embedded_cluster(
     data_dir: Path, size: int = 3, security: ServerSecurity = ServerSecurity()
 ) -> NatsCluster:
     """A loopback cluster of ``size`` nodes, node ``i`` storing under ``data_dir/nats-i``."""
-    cluster_ports = tuple(free_port() for _ in range(size))
+    ports = distinct_free_ports(3 * size)
+    cluster_ports = tuple(ports[:size])
     nodes = []
     for i in range(1, size + 1):
         store = data_dir / f"nats-{i}"
         store.mkdir(parents=True, exist_ok=True)
         config = NatsServerConfig(
             store_dir=store,
-            port=free_port(),
-            monitor_port=free_port(),
+            port=ports[size + i - 1],
+            monitor_port=ports[2 * size + i - 1],
             name=f"nats-{i}",
             cluster_port=cluster_ports[i - 1],
             routes=cluster_ports,
