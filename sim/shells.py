@@ -14,11 +14,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.health.detector import Decision, Detector, HealthEvent, Probe
-from services.placement.state import Placement, ServerState
+from services.health.detector import (
+    HEALTH_EVENT_TYPES,
+    Decision,
+    Detector,
+    HealthEvent,
+    Probe,
+)
+from services.placement.state import MissedCameras, Placement, ServerState
 from shared.messages import (
     Action,
-    Assignment,
     ClaimsConfirmed,
     Command,
     CommandRefused,
@@ -33,20 +38,9 @@ if TYPE_CHECKING:
 
 CommandKey = tuple[str, Action, tuple[tuple[str, int], ...]]
 # As services/placement/app.py.
-MISSES_BEFORE_RECLAIM = 2
 RECHECK_S = 2.0
 ANSWERED_HOLD_S = 2.0
 ANSWERED_HOLD_MAX_S = 30.0
-HEALTH_TYPES = frozenset(
-    {
-        "server_failed",
-        "server_recovered",
-        "server_silent",
-        "storage_repaired",
-        "failback_confirmed",
-        "failovers_held",
-    }
-)
 
 
 def _about(event: object) -> str:
@@ -69,7 +63,7 @@ class HealthShell:
         self.term += 1
         detector = Detector.for_cluster(c.config)
         events = c.log.events
-        self.published = Counter(_about(e) for e in events if e.type in HEALTH_TYPES)
+        self.published = Counter(_about(e) for e in events if e.type in HEALTH_EVENT_TYPES)
         detector.restore([s.id for s in c.config.servers], events, c.clock.now)
         self.detector = detector
 
@@ -173,7 +167,7 @@ class PlacementShell:
         self.unannounced = set(c.nodes)
         self.in_flight: set[CommandKey] = set()
         self.next_try: dict[CommandKey, tuple[float, float]] = {}
-        self.misses: dict[tuple[str, str], int] = {}
+        self.missed = MissedCameras()
         self.in_order: dict[str, tuple[int, dict[str, int], float]] = {}
         self.keys: dict[int, tuple[Command, CommandKey]] = {}
         self.last_epoch = 0
@@ -311,13 +305,7 @@ class PlacementShell:
             return
         if strays:
             self.send_once(Command(server=hb.server, action=Action.RELEASE, cameras=tuple(strays)))
-        again: list[Assignment] = []
-        for a in missing:
-            k = (hb.server, a.camera)
-            self.misses[k] = self.misses.get(k, 0) + 1
-            if self.misses[k] >= MISSES_BEFORE_RECLAIM:
-                again.append(a)
-                self.misses.pop(k)
+        again = self.missed.to_reclaim(hb.server, missing)
         if again:
             self.send_once(Command(server=hb.server, action=Action.CLAIM, cameras=tuple(again)))
 

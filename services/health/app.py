@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from services.health.detector import Decision, Detector, HealthEvent, Probe
+from services.health.detector import HEALTH_EVENT_TYPES, Decision, Detector, HealthEvent, Probe
 from shared import subjects
 from shared.bounded import cancel_all
 from shared.bus import Access, Bus
@@ -109,7 +109,7 @@ class HealthService(ReplicatedService):
         self._published.clear()
         events = [event for _seq, event in await bus.replay() if event is not None]
         for event in events:
-            if event.type in _HEALTH_TYPES:
+            if event.type in HEALTH_EVENT_TYPES:
                 self._published[_about(event)] += 1
         servers = [s.id for s in self.config.servers]
         self.detector.restore(servers, events, time.monotonic())
@@ -261,15 +261,6 @@ class HealthService(ReplicatedService):
                 return Reply(ok=False, reason="this health replica no longer leads; try again")
         return Reply(ok=True, reason=f"failback of {request.server} confirmed")
 
-
-_HEALTH_TYPES = {
-    "server_failed",
-    "server_recovered",
-    "server_silent",
-    "storage_repaired",
-    "failback_confirmed",
-    "failovers_held",
-}
 
 FLEET = "fleet"
 """The msg-id key of health's events about the whole fleet rather than one server."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import get_args
 
 from shared.config import ClusterConfig
 from shared.messages import (
@@ -31,6 +32,8 @@ HealthEvent = (
     | FailbackConfirmed
     | FailoversHeld
 )
+HEALTH_EVENT_TYPES = frozenset(m.model_fields["type"].default for m in get_args(HealthEvent))
+"""The ``type`` of every event health publishes (``HealthEvent``)."""
 
 
 class Liveness(StrEnum):

@@ -26,7 +26,14 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from services.placement.state import CameraSlot, CameraState, Notice, Placement, ServerState
+from services.placement.state import (
+    CameraSlot,
+    CameraState,
+    MissedCameras,
+    Notice,
+    Placement,
+    ServerState,
+)
 from shared import subjects
 from shared.bounded import cancel_all, raise_if_cancelled
 from shared.bus import Access, Bus
@@ -68,7 +75,6 @@ from shared.metrics import (
 log = logging.getLogger(__name__)
 
 
-MISSES_BEFORE_RECLAIM = 2
 RECENT_FAILURE = timedelta(seconds=60)
 DERIVE_SPACING = 1.0
 """The outstanding commands are derived again at most once per this many times the
@@ -166,7 +172,7 @@ class PlacementService(ReplicatedService):
         self._wake_sender = asyncio.Event()
         self._in_flight: set[CommandKey] = set()
         self._next_try: dict[CommandKey, tuple[float, float]] = {}
-        self._misses: dict[tuple[str, str], int] = {}
+        self._missed = MissedCameras()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unannounced: set[str] = set()
         self._failovers: dict[str, ServerFailed] = {}
@@ -260,7 +266,7 @@ class PlacementService(ReplicatedService):
         self._revision = None
         self._in_flight.clear()
         self._next_try.clear()
-        self._misses.clear()
+        self._missed = MissedCameras()
         self._unannounced.clear()
         self._failovers.clear()
         self._in_order.clear()
@@ -702,13 +708,7 @@ class PlacementService(ReplicatedService):
         if strays:
             log.info("releasing %d stray cameras on %s", len(strays), hb.server)
             self._send_once(Command(server=hb.server, action=Action.RELEASE, cameras=tuple(strays)))
-        again = []
-        for a in missing:
-            k = (hb.server, a.camera)
-            self._misses[k] = self._misses.get(k, 0) + 1
-            if self._misses[k] >= MISSES_BEFORE_RECLAIM:
-                again.append(a)
-                self._misses.pop(k)
+        again = self._missed.to_reclaim(hb.server, missing)
         if again:
             log.info("re-claiming %d cameras %s does not record", len(again), hb.server)
             self._send_once(Command(server=hb.server, action=Action.CLAIM, cameras=tuple(again)))

@@ -338,6 +338,30 @@ class FreeChannels(Mapping[str, int]):
         return sum(1 for _ in self)
 
 
+MISSES_BEFORE_RECLAIM = 2
+"""Heartbeats in a row that must miss a camera settled on their server before it is
+claimed there again: one may have been sent just before a claim was carried out."""
+
+
+class MissedCameras:
+    """Per server and camera, the heartbeats in a row that missed a camera the state
+    has settled there (``Placement.missing``): which of them to claim again now."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def to_reclaim(self, server: str, missing: Iterable[Assignment]) -> list[Assignment]:
+        """Count this heartbeat's misses; the cameras missed often enough (counts reset)."""
+        again = []
+        for a in missing:
+            k = (server, a.camera)
+            self.counts[k] = self.counts.get(k, 0) + 1
+            if self.counts[k] >= MISSES_BEFORE_RECLAIM:
+                again.append(a)
+                del self.counts[k]
+        return again
+
+
 class Placement(BaseModel):
     """The whole placement state; persisted as one snapshot with the log cursor."""
 

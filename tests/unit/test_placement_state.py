@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.placement.state import CameraState, Notice, Placement, PlacementIndex, ServerState
+from services.placement.state import (
+    CameraState,
+    MissedCameras,
+    Notice,
+    Placement,
+    PlacementIndex,
+    ServerState,
+)
 from shared.config import ClusterConfig, Priority
 from shared.messages import (
     Action,
@@ -700,3 +707,15 @@ def test_r5_a_server_joining_places_pending_cameras() -> None:
     notices = state.adopt(cluster({"rs-1": 1, "rs-2": 1, "rs-5": 4}, {"a1": "rs-1", "b1": "rs-2"}))
     assert "rs-5" in state.servers
     assert {c: m.to for c, m in planned(notices).items()} == {"a1": "rs-5"}
+
+
+def test_a_camera_missed_by_two_heartbeats_in_a_row_is_claimed_again() -> None:
+    """Heartbeat repair: one heartbeat may have left just before a claim was carried out;
+    the second in a row that misses the camera has it claimed again, and counting
+    starts afresh."""
+    missed = MissedCameras()
+    gone = [Assignment(camera="a1", epoch=4)]
+    assert missed.to_reclaim("rs-1", gone) == []
+    assert missed.to_reclaim("rs-2", gone) == [], "counted per server"
+    assert missed.to_reclaim("rs-1", gone) == gone
+    assert missed.to_reclaim("rs-1", gone) == []
