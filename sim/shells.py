@@ -21,7 +21,7 @@ from services.health.detector import (
     HealthEvent,
     Probe,
 )
-from services.placement.state import MissedCameras, Placement, ServerState
+from services.placement.state import CommandKey, MissedCameras, Placement, ServerState
 from shared.messages import (
     Action,
     ClaimsConfirmed,
@@ -36,7 +36,6 @@ from shared.messages import (
 if TYPE_CHECKING:
     from sim.cluster import Cluster, Node
 
-CommandKey = tuple[str, Action, tuple[tuple[str, int], ...]]
 # As services/placement/app.py.
 RECHECK_S = 2.0
 ANSWERED_HOLD_S = 2.0
@@ -207,10 +206,11 @@ class PlacementShell:
             return
         commands = self.state.outstanding_commands()
         known = self.keys
-        self.keys = {id(c): known.get(id(c)) or (c, _key(c)) for c in commands}
+        self.keys = {id(c): known.get(id(c)) or (c, CommandKey(c)) for c in commands}
         wanted = {key: c for c, key in self.keys.values()}
         for s in sorted(self.unannounced):
-            wanted[s, Action.CLAIM, ()] = Command(server=s, action=Action.CLAIM, cameras=())
+            announce = Command(server=s, action=Action.CLAIM, cameras=())
+            wanted[CommandKey(announce)] = announce
         now = self.c.clock.now
         self.next_try = {k: v for k, v in self.next_try.items() if k in wanted}
         for key, command in wanted.items():
@@ -310,7 +310,7 @@ class PlacementShell:
             self.send_once(Command(server=hb.server, action=Action.CLAIM, cameras=tuple(again)))
 
     def send_once(self, command: Command) -> None:
-        key = _key(command)
+        key = CommandKey(command)
         if key in self.in_flight:
             return
         if self.c.tracing:
@@ -321,10 +321,6 @@ class PlacementShell:
                 *(a.camera for a in command.cameras),
             )
         self.send(key, command)
-
-
-def _key(command: Command) -> CommandKey:
-    return (command.server, command.action, tuple((a.camera, a.epoch) for a in command.cameras))
 
 
 def _digest(items: tuple[Message, ...]) -> str:

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from services.placement.state import (
     CameraSlot,
     CameraState,
+    CommandKey,
     MissedCameras,
     Notice,
     Placement,
@@ -125,32 +126,6 @@ READER_STOP_S = 2.0
 """How long the end of a term waits for the event log reader to stop."""
 LOGGED_PER_KIND = 10
 """Notices of one kind logged one by one per batch; the rest are counted in one line."""
-
-
-class CommandKey:
-    """A command's identity (server, action, each camera under its epoch), hashed once:
-    the sender looks every wanted command up at each wake, and a tuple of a hundred
-    cameras is hashed again at every look-up (40 % of placement's time while it folded
-    a 100,000-camera start-up)."""
-
-    __slots__ = ("_hash", "action", "cameras", "server")
-
-    def __init__(self, command: Command) -> None:
-        self.server, self.action = command.server, command.action
-        self.cameras = tuple((a.camera, a.epoch) for a in command.cameras)
-        self._hash = hash((self.server, self.action, self.cameras))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CommandKey):
-            return NotImplemented
-        return self._hash == other._hash and (self.server, self.action, self.cameras) == (
-            other.server,
-            other.action,
-            other.cameras,
-        )
 
 
 class PlacementService(ReplicatedService):

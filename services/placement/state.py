@@ -338,6 +338,32 @@ class FreeChannels(Mapping[str, int]):
         return sum(1 for _ in self)
 
 
+class CommandKey:
+    """A command's identity (server, action, each camera under its epoch), hashed once:
+    the sender looks every wanted command up at each wake, and a tuple of a hundred
+    cameras is hashed again at every look-up (40 % of placement's time while it folded
+    a 100,000-camera start-up)."""
+
+    __slots__ = ("_hash", "action", "cameras", "server")
+
+    def __init__(self, command: Command) -> None:
+        self.server, self.action = command.server, command.action
+        self.cameras = tuple((a.camera, a.epoch) for a in command.cameras)
+        self._hash = hash((self.server, self.action, self.cameras))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CommandKey):
+            return NotImplemented
+        return self._hash == other._hash and (self.server, self.action, self.cameras) == (
+            other.server,
+            other.action,
+            other.cameras,
+        )
+
+
 MISSES_BEFORE_RECLAIM = 2
 """Heartbeats in a row that must miss a camera settled on their server before it is
 claimed there again: one may have been sent just before a claim was carried out."""
