@@ -37,9 +37,9 @@ class Settings:
     faults: tuple[int, ...] | None = None
     """Only these faults of the seed's schedule (by number): what minimising tries."""
     trace: bool = False
+    """Record every step (for printing a failing seed's trace; slower)."""
     strict: bool = False
     """Known findings (see docs/simulation.md) break the run too."""
-    """Record every step (for printing a failing seed's trace; slower)."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ SNAPSHOT_CAMERA = re.compile(
     rb'(?:,"target":(?:"(' + _ID + rb')"|null))?'
     rb'(?:,"release_from":\[((?:"' + _ID + rb'"(?:,"' + _ID + rb'")*)?)\])?'
     rb'(?:,"release_after":\[((?:"' + _ID + rb'"(?:,"' + _ID + rb'")*)?)\])?'
+    rb'(?:,"left_on":\[((?:"' + _ID + rb'"(?:,"' + _ID + rb'")*)?)\])?'
     rb'(?:,"preempted_by":(?:"(' + _ID + rb')"|null))?'
     rb'(?:,"epoch":(0|-?[1-9][0-9]*+))?'
     rb'(?:,"moved_from":(?:"' + _ID + rb'"|null))?'
@@ -65,8 +66,8 @@ SNAPSHOT_CAMERA = re.compile(
 )
 """One camera of the snapshot, ``"key":{...}``, as pydantic writes a ``CameraSlot``:
 compact, its fields in their order, each at its default left out or written out.
-Groups: id, home, priority, host, target, release_from, release_after (the lists'
-insides), preempted_by, epoch; None where the field is absent or null. A camera it does
+Groups: id, home, priority, host, target, release_from, release_after, left_on (the
+lists' insides), preempted_by, epoch; None where the field is absent or null. A camera it does
 not match (a new field, an id JSON would escape) sends the whole snapshot the way of the
 dicts; ``tests/unit/test_views.py`` holds it to what placement writes."""
 
@@ -110,7 +111,7 @@ def status_document(
             "state": c.state.value,
             "priority": c.priority.value,
             "epoch": c.epoch,
-            "releasing_on": sorted({*c.release_from, *c.release_after}),
+            "releasing_on": sorted({*c.release_from, *c.release_after, *c.left_on}),
             "preempted_by": c.preempted_by,
         }
         for c in state.cameras.values()
@@ -199,7 +200,7 @@ def _write_rows(
 ) -> None:
     """``write_status_json`` from ``_cameras_cut_out``'s answer: a column per field."""
     step = SNAPSHOT_CAMERA.groups + 1
-    ids, homes, priorities, hosts, targets, release_from, release_after, by, epochs = (
+    ids, homes, priorities, hosts, targets, release_from, release_after, left_on, by, epochs = (
         parts[group::step] for group in range(1, step)
     )
     # CameraSlot.state and .shown_host, as _camera_facts has them
@@ -218,20 +219,16 @@ def _write_rows(
     epochs = [e or b"0" for e in epochs]
     by = [b"null" if b is None else b'"%s"' % b for b in by]
     # Placement.loads: a camera at rest counts on its host; one under way, once on each of
-    # its host, its target and the hosts yet to release it.
+    # its host, its target, the hosts yet to release it and the servers it was left on.
     channels = Counter(hosts)
     releasing = [b"[]"] * len(ids)
     under_way: list[int] = []
-    if targets.count(None) < len(targets) or any(release_from) or any(release_after):
-        moves = zip(targets, release_from, release_after, strict=True)
-        under_way = [i for i, (t, f, a) in enumerate(moves) if t is not None or f or a]
+    lists = (release_from, release_after, left_on)
+    if targets.count(None) < len(targets) or any(any(held) for held in lists):
+        moves = zip(targets, *lists, strict=True)
+        under_way = [i for i, (t, f, a, o) in enumerate(moves) if t is not None or f or a or o]
     for i in under_way:
-        names = {
-            n[1:-1]
-            for held in (release_from[i], release_after[i])
-            if held
-            for n in held.split(b",")
-        }
+        names = {n[1:-1] for held in lists if held[i] for n in held[i].split(b",")}
         if names:
             releasing[i] = json.dumps(sorted(n.decode() for n in names)).encode()
         channels[hosts[i]] -= 1
@@ -288,7 +285,8 @@ def _camera_facts(cameras: Iterable[dict[str, Any]], loads: dict[str, int]) -> l
         get = c.get
         target, host, home = get("target"), get("host"), c["home"]
         release_from, release_after = get("release_from"), get("release_after")
-        if target is None and not release_from and not release_after:  # at rest
+        left_on = get("left_on")
+        if target is None and not release_from and not release_after and not left_on:  # at rest
             releasing: list[str] = []
             if host is None:
                 state = PENDING
@@ -297,8 +295,8 @@ def _camera_facts(cameras: Iterable[dict[str, Any]], loads: dict[str, int]) -> l
                 if host in loads:
                     loads[host] += 1
         else:
-            held = {host, target, *(release_from or ()), *(release_after or ())}
-            releasing = sorted({*(release_from or ()), *(release_after or ())})
+            releasing = sorted({*(release_from or ()), *(release_after or ()), *(left_on or ())})
+            held = {host, target, *releasing}
             if target is not None:
                 state = MOVING
             elif host is None:

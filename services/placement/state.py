@@ -127,6 +127,12 @@ class CameraSlot(BaseModel):
         default_factory=list,
         description="Make-before-break: still recording; released once the target confirms.",
     )
+    left_on: list[str] = Field(
+        default_factory=list,
+        description="Servers that failed while holding it and may still record it under an "
+        "older epoch: each releases it once it is back, and its channel there counts until "
+        "then (R4).",
+    )
     preempted_by: str | None = Field(None, description="The high camera that displaced it.")
     epoch: int = 0
     moved_from: str | None = None
@@ -174,6 +180,8 @@ class PlacementIndex:
         """Server -> cameras whose home it is (mirrors ``home``; kept by ``add_camera``)."""
         self.holding: dict[str, set[str]] = {}
         """Server -> cameras holding a channel on it (mirrors ``_channels``)."""
+        self.left: dict[str, set[str]] = {}
+        """Server -> cameras left on it when it failed (mirrors ``left_on``)."""
         self.by_state: dict[CameraState, set[str]] = {s: set() for s in CameraState}
         """State -> cameras in it (mirrors ``CameraSlot.state``)."""
         self.unsettled: set[str] = set()
@@ -227,6 +235,8 @@ class PlacementIndex:
         """Index a camera under what it holds now."""
         for server in _channels(cam):
             self.holding.setdefault(server, set()).add(cam.id)
+        for server in cam.left_on:
+            self.left.setdefault(server, set()).add(cam.id)
         self.by_state[cam.state].add(cam.id)
         if cam.target is not None or cam.release_from or cam.release_after:  # _steps
             self.unsettled.add(cam.id)
@@ -236,6 +246,8 @@ class PlacementIndex:
         """Unindex a camera from what it holds now."""
         for server in _channels(cam):
             self.holding[server].discard(cam.id)
+        for server in cam.left_on:
+            self.left[server].discard(cam.id)
         self.by_state[cam.state].discard(cam.id)
         self.unsettled.discard(cam.id)
 
@@ -488,10 +500,27 @@ class Placement(BaseModel):
     def outstanding_commands(self) -> list[Command]:
         """The commands the agents still have to carry out, derived from the state: one
         per step, its cameras in id order, in (server, action, first segment) order.
-        Only the cameras touched since the last call are derived again."""
+        Only the cameras touched since the last call are derived again. A server back
+        from a failure also releases what was left on it (``left_on``)."""
         index = self.index
         touched, index.touched = index.touched, set()
-        return index.outstanding.update(self.cameras, index.unsettled, touched)
+        commands = index.outstanding.update(self.cameras, index.unsettled, touched)
+        back = [s for s, cams in index.left.items() if cams and self._alive(s)]
+        return _with_leftovers(commands, self._leftover_releases(back)) if back else commands
+
+    def _leftover_releases(self, servers: Iterable[str]) -> list[Command]:
+        """For each server, the release of the cameras left on it, under their epochs."""
+        return [
+            Command(
+                server=sid,
+                action=Action.RELEASE,
+                cameras=tuple(
+                    Assignment(camera=c, epoch=self.cameras[c].epoch)
+                    for c in sorted(self.index.left[sid])
+                ),
+            )
+            for sid in servers
+        ]
 
     def strays(self, server: str, hosted: dict[str, int]) -> list[Assignment]:
         """Cameras a server records that it should not, with the epoch that releases them.
@@ -509,6 +538,8 @@ class Placement(BaseModel):
                 continue
             if server in cam.release_from or server in cam.release_after:
                 continue
+            if server in cam.left_on and alive:
+                continue  # its release is outstanding (``outstanding_commands``)
             if cam.target == server or (cam.host == server and cam.target is None):
                 continue
             if cam.home == server and cam.host is None and cam.target is None and not alive:
@@ -593,6 +624,8 @@ class Placement(BaseModel):
         for cam in self._cameras(self.index.holding_on(server)):
             with self.index.updating(cam):
                 outcome = _lose_server(cam, server)
+                if server not in cam.left_on:
+                    cam.left_on.append(server)  # it may still record it, unseen
             match outcome:
                 case "displaced":
                     displaced.append(cam)
@@ -657,15 +690,17 @@ class Placement(BaseModel):
             cam = self.cameras.get(a.camera)
             if cam is None or cam.epoch != a.epoch:
                 continue
-            if server not in (*cam.release_from, *cam.release_after):
+            if server not in (*cam.release_from, *cam.release_after, *cam.left_on):
                 continue
             with self.index.updating(cam):
                 if server in cam.release_from and cam.host == server:
                     cam.host = None
                 _forget_host(cam, server)
+                if server in cam.left_on:
+                    cam.left_on.remove(server)
             freed = True
-        if not freed:
-            return []
+        if not freed or not self._alive(server):
+            return []  # a failed server's channel is of no use yet
         return self._come_home(server) + self._place_pending() + self._failbacks_completed()
 
     def _refused(self, event: CommandRefused) -> list[Notice]:
@@ -678,7 +713,7 @@ class Placement(BaseModel):
             self.next_epoch = max(self.next_epoch, r.seen_epoch + 1)
             if cam.target is not None:
                 notices.append(self._assign(cam, cam.target, cam.reason))
-            elif cam.release_from or cam.release_after:
+            elif cam.release_from or cam.release_after or cam.left_on:
                 # A release with no move behind it (a preempted camera, or an old host
                 # after a make-before-break): the same release under a newer epoch.
                 self._new_epoch(cam)
@@ -783,10 +818,23 @@ class Placement(BaseModel):
         return self._bring_home(server)
 
     def _bring_home(self, server: str) -> list[Notice]:
-        """R8: the server's cameras away from home come back, as many as it has room for."""
-        room = self.servers[server].capacity - self.load(server)
-        going = self._going_home(server)[: max(0, room)]
-        return [self._move_deliberately(cam, server, MoveReason.FAILBACK) for cam in going]
+        """R8: the server's cameras away from home come back, as many as it has room for,
+        in priority order. One left on it when it failed holds a channel there already:
+        its claim takes no other (a Pending one records there still and comes home without
+        a gap), and one that does not come home is released there. Any other takes a free
+        channel now; one that finds none waits for those releases (``_come_home``), its
+        place in the priority order kept."""
+        going = self._going_home(server)
+        free_now = self.servers[server].capacity - self.load(server)
+        free_after = free_now + sum(1 for cam in going if server in cam.left_on)
+        chosen = []
+        for cam in going[: max(0, free_after)]:
+            if server in cam.left_on:
+                chosen.append(cam)
+            elif free_now > 0:
+                chosen.append(cam)
+                free_now -= 1
+        return [self._move_deliberately(cam, server, MoveReason.FAILBACK) for cam in chosen]
 
     def _move_deliberately(self, cam: CameraSlot, to: str, reason: MoveReason) -> CameraMovePlanned:
         """A move nothing forces (failback, drain): the current hosts release first, or,
@@ -820,6 +868,8 @@ class Placement(BaseModel):
             cam.moved_from = cam.host if cam.host in leaving else cam.target
         with self.index.updating(cam):
             cam.target, cam.reason = server, reason
+            if server in cam.left_on:
+                cam.left_on.remove(server)  # its claim there, under a newer epoch, replaces it
         self._new_epoch(cam)
         return CameraMovePlanned(
             camera=cam.id,
@@ -841,17 +891,25 @@ class Placement(BaseModel):
         """Plan hosts for cameras that have none; ``report_pending`` for newly Pending ones."""
         if not cams:
             return []
-        candidates = (Candidate(c.id, c.home, c.priority) for c in cams)
-        chosen = plan(candidates, FreeChannels(self), self.topology())
         notices: list[Notice] = []
-        unplaced: list[CameraSlot] = []
-        for cam in cams:
-            server = chosen.get(cam.id)
-            if server is not None:
+        unplaced = cams
+        while unplaced:
+            candidates = (Candidate(c.id, c.home, c.priority) for c in unplaced)
+            chosen = plan(candidates, FreeChannels(self), self.topology())
+            todo, unplaced, spared = unplaced, [], False
+            for cam in todo:
+                server = chosen.get(cam.id)
+                if server is None:
+                    unplaced.append(cam)
+                    continue
+                # One left on that server holds a channel there already: the one the
+                # plan counted for it is still free, for the cameras not placed yet.
+                spared = spared or server in cam.left_on
                 notices.append(self._assign(cam, server, reason))
-                continue
+            if not spared:
+                break
+        for cam in unplaced:
             cam.moved_from = None  # it records nowhere: a later move starts from nowhere
-            unplaced.append(cam)
         preempted = self._preempt(unplaced) if self.policy.preemption else []
         waiting = {p.by for p in preempted}
         if report_pending:
@@ -926,15 +984,31 @@ def _by_id(cam: CameraSlot) -> str:
     return cam.id
 
 
+def _with_leftovers(commands: list[Command], leftovers: list[Command]) -> list[Command]:
+    """The derived commands with the leftovers' releases merged in: one release per
+    server, its cameras in id order, every command in (server, action, first) order."""
+    by_step = {(c.server, c.action, c.first_segment): c for c in commands}
+    for release in leftovers:
+        step = (release.server, Action.RELEASE, False)
+        if (same := by_step.get(step)) is not None:
+            merged = {a.camera: a for a in (*same.cameras, *release.cameras)}
+            cameras = tuple(merged[c] for c in sorted(merged))
+            by_step[step] = release.model_copy(update={"cameras": cameras})
+        else:
+            by_step[step] = release
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def _takes_cameras(slot: ServerSlot) -> bool:
     """A server the planner may give cameras to now (free_capacity lists it)."""
     return slot.state in ACCEPTS_CAMERAS and not slot.drained
 
 
 def _channels(cam: CameraSlot) -> set[str]:
-    """Servers on which a camera holds a channel: where it records, where it is going, and
-    every host that has not yet confirmed its release (R4: capacity is never exceeded)."""
-    held = {cam.host, cam.target, *cam.release_from, *cam.release_after}
+    """Servers on which a camera holds a channel: where it records, where it is going,
+    every host that has not yet confirmed its release, and every server it was left on
+    when that failed (R4: capacity is never exceeded)."""
+    held = {cam.host, cam.target, *cam.release_from, *cam.release_after, *cam.left_on}
     held.discard(None)
     return cast(set[str], held)
 

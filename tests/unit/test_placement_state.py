@@ -719,3 +719,56 @@ def test_a_camera_missed_by_two_heartbeats_in_a_row_is_claimed_again() -> None:
     assert missed.to_reclaim("rs-2", gone) == [], "counted per server"
     assert missed.to_reclaim("rs-1", gone) == gone
     assert missed.to_reclaim("rs-1", gone) == []
+
+
+def test_r4_r8_what_was_left_on_a_failed_server_is_released_there_before_it_fills_up() -> None:
+    """R4/R8: a server that failed hosting a guest may still record it when it is back
+    (simulation seeds 90, 199): its channel counts until the server has released it, so
+    failback claims only the room left, and the rest comes home once it is released."""
+    state = started({"rs-1": 2, "rs-2": 3, "rs-3": 2}, {"a1": "rs-1", "a2": "rs-1", "b1": "rs-2"})
+    state.apply(failed("rs-2"))  # b1 -> rs-1 or rs-3 ...
+    settle(state)
+    guest_host = hosts(state)["b1"]
+    assert guest_host in ("rs-1", "rs-3")
+    state.apply(failed("rs-1"))  # ... a1, a2 and maybe b1 go where room is
+    settle(state)
+    left = sorted(c.id for c in state.cameras.values() if "rs-1" in c.left_on)
+    assert {"a1", "a2"} <= set(left)
+    assert state.load("rs-1") == len(left), "a failed server's channels stay counted"
+    assert all(c.server != "rs-1" for c in state.outstanding_commands()), "not while failed"
+    state.apply(recovered("rs-2"))  # b1 goes home; if it was on rs-1, rs-1 still holds it
+    settle(state)
+    assert hosts(state)["b1"] == "rs-2"
+    notices = state.apply(recovered("rs-1"))
+    claimed = planned(notices)
+    assert set(claimed) == {"a1", "a2"}, "its own cameras left on it take no other channel"
+    releases = [c for c in state.outstanding_commands() if c.server == "rs-1"]
+    released = {a.camera for c in releases if c.action is Action.RELEASE for a in c.cameras}
+    assert released == set(left) - {"a1", "a2"}
+    settle(state)
+    assert hosts(state) == {"a1": "rs-1", "a2": "rs-1", "b1": "rs-2"}
+    assert all(not c.left_on for c in state.cameras.values())
+
+
+def test_r4_r8_a_guest_left_on_a_recovering_server_holds_its_channel_until_released() -> None:
+    """R4/R8: the recovering home gets claims only for its free channels; the channel of a
+    guest it may still record frees at the guest's release, and its last camera comes home."""
+    state = started({"rs-1": 2, "rs-2": 2, "rs-3": 1}, {"a1": "rs-1", "b1": "rs-2", "b2": "rs-2"})
+    state.apply(failed("rs-2"))
+    settle(state)
+    assert hosts(state)["b1"] == "rs-1" or hosts(state)["b2"] == "rs-1"
+    on_rs1 = next(c for c in ("b1", "b2") if hosts(state)[c] == "rs-1")
+    state.apply(failed("rs-1"))  # a1 and the guest: rs-3 has room for one
+    settle(state)
+    state.apply(recovered("rs-2"))
+    settle(state)
+    assert hosts(state)[on_rs1] == "rs-2"
+    assert state.cameras[on_rs1].left_on == ["rs-1"]
+    assert state.load("rs-1") == 2, "a1 and the guest left on it"
+    notices = state.apply(recovered("rs-1"))
+    assert set(planned(notices)) == {"a1"}, "a1 was left on it: its claim costs nothing more"
+    commands = {(c.server, c.action): c for c in state.outstanding_commands()}
+    assert [a.camera for a in commands["rs-1", Action.RELEASE].cameras] == [on_rs1]
+    settle(state)
+    assert state.load("rs-1") == 1
+    assert not state.cameras[on_rs1].left_on

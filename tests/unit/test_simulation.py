@@ -111,3 +111,12 @@ def test_the_command_line_reproduces_a_failing_seed() -> None:
     assert done.returncode == 1
     assert "VIOLATION" in done.stdout
     assert f"python -m sim --seed {seed}" in done.stdout
+
+
+@pytest.mark.parametrize("seed", [4, 90, 184, 199])
+def test_the_seeds_that_found_real_bugs_keep_every_invariant(seed: int) -> None:
+    """docs/simulation.md, "Findings": seed 4 (a Pending camera kept its epoch), 184 (a
+    claim on its way to a home whose storage had just failed), 90 and 199 (a server back
+    from a failure was claimed to capacity on top of what was left on it)."""
+    outcome = run(Settings(seed=seed, strict=True))
+    assert outcome.ok, outcome.summary()

@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 
 from services.health.detector import Decision, Detector, Liveness, Probe
 from services.placement.state import (
+    ACCEPTS_CAMERAS,
     CameraState,
     Notice,
     Placement,
@@ -432,7 +433,8 @@ class FailoverCluster(RuleBasedStateMachine):
         assert {c: cam.home for c, cam in self.placement.cameras.items()} == homes
         channels = 0
         for cam in self.placement.cameras.values():
-            used = {cam.host, cam.target, *cam.release_from, *cam.release_after} - {None}
+            used = {cam.host, cam.target, *cam.release_from, *cam.release_after, *cam.left_on}
+            used -= {None}
             assert used <= set(self.placement.servers)
             channels += len(used)
             if cam.state is CameraState.PENDING and cam.preempted_by is None:
@@ -445,7 +447,8 @@ class FailoverCluster(RuleBasedStateMachine):
 
     @invariant()
     def r4_nothing_is_hosted_or_targeted_by_a_failed_server(self) -> None:
-        """R4: a failed server hosts nothing, is sent nothing, and is not waited on."""
+        """R4: a failed server hosts nothing, is sent nothing, and is not waited on; what
+        was left on it when it failed keeps its channel there, released once it is back."""
         for sid, slot in self.placement.servers.items():
             if slot.state not in FAILED:
                 continue
@@ -462,7 +465,7 @@ class FailoverCluster(RuleBasedStateMachine):
         for sid in self.awaiting_confirmation:
             assert self.detector.liveness(sid) is Liveness.STORAGE_FAILED
             assert self.placement.servers[sid].state is ServerState.STORAGE_FAILED
-            assert self.placement.load(sid) == 0
+            assert self.placement.load(sid) == len(self.placement.index.left.get(sid, ()))
 
     @invariant()
     def r2_r6_detector_and_placement_agree_on_every_server(self) -> None:
@@ -551,10 +554,13 @@ test_r4_r5_r7_r8_r10_r11_random_histories_keep_every_invariant = FailoverCluster
 
 
 def _every_command(state: Placement) -> list[Command]:
-    """``outstanding_commands`` as a pass over every camera derives it."""
+    """``outstanding_commands`` as a pass over every camera derives it: its steps, and
+    the release of each camera left on a server that is back."""
+    alive = {s for s, slot in state.servers.items() if slot.state in ACCEPTS_CAMERAS}
     by_step: dict[tuple[str, Action, bool], list[Assignment]] = {}
     for cam in sorted(state.cameras.values(), key=lambda c: c.id):
-        for step in _steps(cam):
+        steps = _steps(cam) + [(s, Action.RELEASE, False) for s in cam.left_on if s in alive]
+        for step in steps:
             by_step.setdefault(step, []).append(Assignment(camera=cam.id, epoch=cam.epoch))
     return [
         Command(server=server, action=action, cameras=tuple(cams), first_segment=first)

@@ -39,7 +39,8 @@ def _dumped(raw: bytes, services: list[dict[str, Any]], leaders: dict[str, str])
 
 def _snapshot(*names: str) -> dict[str, Any]:
     """A snapshot as placement writes it (defaults left out), with a camera in each
-    state: home, failed over, moving with hosts to release, Pending and preempted."""
+    state: home, failed over, moving with hosts to release, Pending and preempted, and
+    failed over with a failed server it was left on."""
     a, b, c = names
     return {
         "cameras": {
@@ -55,6 +56,7 @@ def _snapshot(*names: str) -> dict[str, Any]:
             },
             f"{c}-1": {"id": f"{c}-1", "home": c, "priority": "low", "preempted_by": f"{a}-2"},
             f"{c}-2": {"id": f"{c}-2", "home": c, "host": c, "release_after": [a]},
+            f"{a}-3": {"id": f"{a}-3", "home": a, "host": c, "left_on": [b], "epoch": 5},
         },
         "servers": {
             a: {"id": a, "capacity": 4},
@@ -84,15 +86,17 @@ def test_status_json_is_exactly_json_dumps_of_the_status_document(names: tuple[s
         doc = json.loads(written)
         hosting = {s["id"]: s["hosting"] for s in doc["servers"]}
         a, b, c = names
-        assert hosting == {a: 3, b: 2, c: 2}  # host, target and hosts yet to release
+        assert hosting == {a: 3, b: 3, c: 3}  # host, target, hosts yet to release, left on
         assert [cam["state"] for cam in doc["cameras"]] == [
             "home",
             "failed_over",
             "moving",
             "pending",
             "home",
+            "failed_over",
         ]
         assert doc["cameras"][2]["releasing_on"] == sorted({b, c})
+        assert doc["cameras"][5]["releasing_on"] == [b]
         assert list(doc["leaders"]) == ["health", "placement"]
 
 
