@@ -55,9 +55,11 @@ model-check:
 	sh model/check.sh
 
 # Issue 9: the deterministic simulation of the pure core (docs/simulation.md). SEEDS seeds
-# from SEED; `make sim SEED=24 SEEDS=1` replays one, ARGS="--strict --servers 1000 ...".
+# from SEED (about 15 minutes on one core); `make sim SEED=24 SEEDS=1` replays one,
+# ARGS="--servers 1000 --cameras 50000 ..." changes the world, ARGS=--lenient counts known
+# findings instead of failing on them.
 SEED ?= 0
-SEEDS ?= 1000
+SEEDS ?= 2000
 sim: $(STAMP)
 	$(BIN)/python -m sim --seed $(SEED) --seeds $(SEEDS) -q $(ARGS)
 

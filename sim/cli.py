@@ -38,8 +38,8 @@ def reproduce_line(settings: Settings) -> str:
     )
     if settings.mutant:
         line += f" --mutant {settings.mutant}"
-    if settings.strict:
-        line += " --strict"
+    if not settings.strict:
+        line += " --lenient"
     if settings.faults is not None:
         line += f" --faults {','.join(map(str, settings.faults)) or 'none'}"
     return line
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-minimise", action="store_true", help="print the whole trace")
     parser.add_argument("--trace-lines", type=int, default=TRACE_LINES)
     parser.add_argument("--stop-at-first", action="store_true")
-    parser.add_argument("--strict", action="store_true", help="known findings break the run too")
+    parser.add_argument(
+        "--lenient", action="store_true", help="known findings are counted, not fatal"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only failures and totals")
     args = parser.parse_args(argv)
     faults: tuple[int, ...] | None = None
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             hours=args.hours,
             mutant=args.mutant,
             faults=faults,
-            strict=args.strict,
+            strict=not args.lenient,
         )
         outcome = run(settings)
         virtual += outcome.virtual_seconds

@@ -38,8 +38,8 @@ class Settings:
     """Only these faults of the seed's schedule (by number): what minimising tries."""
     trace: bool = False
     """Record every step (for printing a failing seed's trace; slower)."""
-    strict: bool = False
-    """Known findings (see docs/simulation.md) break the run too."""
+    strict: bool = True
+    """Known findings (see docs/simulation.md) break the run too; False counts them."""
 
 
 @dataclass(frozen=True)
