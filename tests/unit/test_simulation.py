@@ -17,7 +17,7 @@ from sim.cli import trace_of
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = Settings(servers=8, cameras=120, hours=0.05)
 """Most seeds: a small fleet, three virtual minutes of faults, then the calm."""
-MUTANT_BUDGET = 60
+MUTANT_BUDGET = 300
 """Seeds the capacity mutant must be caught within."""
 
 
