@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench fuzz model-check sim clean
+.PHONY: run test lint typecheck unit bench fuzz model-check sim soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,19 @@ SEED ?= 0
 SEEDS ?= 2000
 sim: $(STAMP)
 	$(BIN)/python -m sim --seed $(SEED) --seeds $(SEEDS) -q $(ARGS)
+
+# Issue 10: the chaos soak (docs/soak.md). `blaze up --ha` under a seeded mixture of faults
+# for DURATION seconds, one every FAULT_EVERY seconds, then convergence; writes
+# soak/results/<SEED>.json and exits 1 on any violation. 50 servers with 1 s segments do not
+# fit 2 cores (docs/soak.md, sizing): SEGMENT_SECONDS=5 by default. ARGS go to python -m soak.
+DURATION ?= 1800
+SERVERS ?= 50
+CAMERAS ?= 2000
+FAULT_EVERY ?= 5
+SEGMENT_SECONDS ?= 5
+soak: $(STAMP)
+	$(BIN)/python -m soak --duration $(DURATION) --servers $(SERVERS) --cameras $(CAMERAS) \
+		--fault-every $(FAULT_EVERY) --segment-seconds $(SEGMENT_SECONDS) --seed $(SEED) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .blaze .pytest_cache .mypy_cache .ruff_cache

@@ -84,6 +84,8 @@ class Supervisor:
         *,
         ha: bool = False,
         tls: bool = False,
+        service_relays: bool = False,
+        console: bool = True,
     ) -> None:
         self.config = config
         self.config_path = config_path.resolve() if config_path else None
@@ -95,6 +97,11 @@ class Supervisor:
         """The CA every process trusts, with ``--tls``."""
         self.nats: NatsServer | NatsCluster | None = None
         self.relays: dict[str, RelayGroup] = {}
+        self.service_relays: dict[str, RelayGroup] | None = {} if service_relays else None
+        """With ``service_relays`` (the chaos soak, issue 10): each service replica reaches
+        NATS through a relay group of its own, by replica name, so it can be black-holed
+        as a server can. None: replicas connect to the nodes directly."""
+        self.console = console
         self.processes: dict[str, ManagedProcess] = {}
         self.console_port = 0
         self._stopping = False
@@ -120,6 +127,7 @@ class Supervisor:
                 relay = RelayGroup(client_ports(self.nats), server.id)
                 await relay.start()
                 self.relays[server.id] = relay
+            await self._start_service_relays()
             self._plan_processes()
             self._write_cluster_file()
             async with asyncio.TaskGroup() as tg:
@@ -131,7 +139,7 @@ class Supervisor:
                 await self._stop_all()
         finally:
             self._stopping = True
-            for relay in self.relays.values():
+            for relay in [*self.relays.values(), *(self.service_relays or {}).values()]:
                 await relay.close()
             if bus is not None:
                 await bus.close()
@@ -159,17 +167,40 @@ class Supervisor:
 
     # ---- processes ----
 
+    def _replicas(self) -> list[tuple[str, str]]:
+        """Every service replica to run: (service, replica name)."""
+        suffixes = ("a", "b") if self.ha else ("",)
+        return [
+            (name, f"{name}-{suffix}" if suffix else name)
+            for name in ("health", "placement", "sync")
+            for suffix in suffixes
+        ]
+
+    async def _start_service_relays(self) -> None:
+        """With ``service_relays``: a relay group per replica, listening before it starts."""
+        if self.service_relays is None:
+            return
+        assert self.nats is not None
+        for _, replica in self._replicas():
+            relay = RelayGroup(client_ports(self.nats), replica)
+            await relay.start()
+            self.service_relays[replica] = relay
+
+    def _service_url(self, replica: str) -> str:
+        """Where a replica reaches NATS: its relay group's URLs, or the nodes themselves."""
+        assert self.nats is not None
+        if self.service_relays is not None:
+            return self.service_relays[replica].url
+        return self.nats.url
+
     def _plan_processes(self) -> None:
         assert self.nats is not None
         common = ["--data", str(self.data_dir)]
         if self.config_path is not None:
             common += ["--config", str(self.config_path)]
-        replicas = ("a", "b") if self.ha else ("",)
-        for name in ("health", "placement", "sync"):
-            for suffix in replicas:
-                replica = f"{name}-{suffix}" if suffix else name
-                argv = [f"services.{name}", "--nats", self.nats.url, "--replica", replica]
-                self._add(replica, [*argv, *self._access_argv(name), *common])
+        for name, replica in self._replicas():
+            argv = [f"services.{name}", "--nats", self._service_url(replica), "--replica", replica]
+            self._add(replica, [*argv, *self._access_argv(name), *common])
         for server in self.config.servers:
             argv = [
                 "services.heartbeat",
@@ -180,6 +211,8 @@ class Supervisor:
                 *self._access_argv(f"agent-{server.id}"),
             ]
             self._add(f"agent-{server.id}", [*argv, *common])
+        if not self.console:
+            return
         # Stateless: one console, in HA too. Its port is kept across its restarts, so the
         # URL printed at start stays good.
         self.console_port = self._free_port()
