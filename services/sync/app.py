@@ -2,7 +2,14 @@
 
 It folds the event log into stints (``stints.py``); every closed stint away from
 home becomes a durable job in the ``blaze_sync`` bucket once its home server has
-failed back. A job is carried out segment by segment: the host lists what it holds
+failed back. That includes *possible* stints: a move planned away from home that was
+superseded without a ``camera_moved`` (its claim's answer lost, or confirmed too late)
+may still have left footage on that host; its job lists what is there, perhaps
+nothing, and completes. Jobs of one home run oldest footage first; a party that does
+not answer makes every job of the pass that needs it wait (one time-out per pass), so
+a source dead for good holds up none of the home's other jobs.
+
+A job is carried out segment by segment: the host lists what it holds
 of that stint, the home agent pulls each segment chunk by chunk straight from the
 host and verifies it, then the host drops its copy (unless retention is ``keep``).
 Progress lives in the home agent's ledger, so a kill of any party resumes at the
@@ -61,6 +68,16 @@ class JobBlockedError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ServerUnreachableError(JobBlockedError):
+    """A party did not answer: every job of the same pass that needs ``server`` waits too,
+    without asking it again (a source dead for good costs one time-out per pass, not one
+    per job, and never holds up the home's other sources)."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(reason)
+        self.server = server
 
 
 class SyncService(ReplicatedService):
@@ -297,15 +314,24 @@ class SyncService(ReplicatedService):
     async def _run_open_jobs(self, home: str) -> bool:
         """One pass over the home's open jobs; True if some must wait and be retried."""
         waiting = False
+        unreachable: dict[str, str] = {}  # this pass: server -> why
         for job in self._open_jobs(home):
-            try:
-                await self._run_job(job)
-            except JobBlockedError as stop:
-                current = self.jobs[job.key]
-                if stop.reason != current.reason:
-                    await self._save(current.model_copy(update={"reason": stop.reason}))
-                    await self._failed(current, stop.reason, paused=False)
-                waiting = True
+            asked = (unreachable[p] for p in (job.home, job.source) if p in unreachable)
+            blocked = next(asked, None)  # a party that did not answer is not asked again
+            if blocked is None:
+                try:
+                    await self._run_job(job)
+                except JobBlockedError as stop:
+                    if isinstance(stop, ServerUnreachableError):
+                        unreachable[stop.server] = stop.reason
+                    blocked = stop.reason
+                else:
+                    continue
+            current = self.jobs[job.key]
+            if blocked != current.reason:
+                await self._save(current.model_copy(update={"reason": blocked}))
+                await self._failed(current, blocked, paused=False)
+            waiting = True
         return waiting
 
     async def _run_job(self, job: SyncJob) -> None:
@@ -416,7 +442,7 @@ class SyncService(ReplicatedService):
         try:
             return await self._bus.request(subject, request, reply, wait)
         except BusError as exc:
-            raise JobBlockedError(f"{server} unreachable: {exc}") from exc
+            raise ServerUnreachableError(server, f"{server} unreachable: {exc}") from exc
 
     # ---- telling the world ----
 

@@ -11,7 +11,11 @@ from shared.messages import JobState, Segment, SyncJob
 
 
 def away_jobs(stints: StintLog) -> dict[str, tuple[SyncJob, Stint]]:
-    """A fresh job for every closed stint recorded away from home, by job key."""
+    """A fresh job for every closed stint recorded away from home, by job key.
+
+    The key is (home, camera, source, epoch), so a possible stint and the ``camera_moved``
+    one of the same epoch can never make two jobs; possible stints are jobs like any other
+    (the source lists what it holds of that epoch, perhaps nothing)."""
     found = {}
     for stint in stints.closed:
         if stint.away:

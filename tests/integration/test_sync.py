@@ -6,15 +6,25 @@ import asyncio
 import contextlib
 import hashlib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import pytest
 
 from services.cli.footage import timeline_document
 from shared import subjects
-from shared.messages import Message, SyncCompleted, SyncFailed, SyncProgress, SyncStarted
+from shared.messages import (
+    CameraMoved,
+    Message,
+    SyncCompleted,
+    SyncFailed,
+    SyncProgress,
+    SyncStarted,
+)
 from tests.helpers import eventually, metric
 from tests.integration.cluster import (
     TestCluster,
     all_home,
+    camera,
     cameras_of,
     make_config,
     server,
@@ -28,6 +38,7 @@ AWAY = ("c11", "c12")
 FAST_SEGMENTS = {"segment_seconds": 0.05, "network_timeout": 1.5}
 
 E = TypeVar("E", bound=Message)
+T = TypeVar("T")
 Footage = dict[str, dict[str, str]]  # camera -> {segment name: sha256}
 
 
@@ -237,3 +248,85 @@ async def _first_event(cluster: TestCluster, subject: str) -> None:
         await asyncio.wait_for(seen.wait(), 30)
     finally:
         await sub.unsubscribe()
+
+
+async def test_r9_footage_recorded_under_a_claim_whose_answer_was_lost_reaches_home(
+    start_cluster: StartCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R9 (soak seed 7): a failover host receives the claim, records, and is cut off before
+    its answer gets back, so no ``camera_moved`` ever names that epoch; the camera is placed
+    elsewhere, the host releases it as a stray on its return. After the home's failback,
+    what the host recorded under that epoch is home, verified, and gone from the host."""
+    servers = {"rs-1": 2, "rs-2": 2, "rs-3": 3}
+    cameras = {"c11": "rs-1", "c21": "rs-2", "c31": "rs-3"}
+    cluster = await start_cluster(make_config(servers, cameras, **FAST_SEGMENTS))
+    await cluster.wait_status(all_home, 20, "every camera home")
+    lost: list[tuple[str, int]] = []  # (host, epoch) of the claim whose answer is lost
+
+    for host in ("rs-2", "rs-3"):
+        recorder = cluster.agent(host).recorder
+        started = recorder.start
+
+        async def start_then_cut(
+            camera: str, epoch: int, host: str = host, started: Any = started
+        ) -> None:
+            await started(camera, epoch)
+            if camera == "c11" and not lost:
+                lost.append((host, epoch))
+                cluster.relays[host].cut()  # it records; its answer never leaves
+
+        monkeypatch.setattr(recorder, "start", start_then_cut)
+
+    cluster.fail_storage("rs-1")
+    await eventually(lambda: _value(lost), bool, 10, "c11 claimed by a host then cut off")
+    (cut_host, epoch) = lost[0]
+    directory = cluster.recording_dir(cut_host) / "c11"
+
+    def held() -> dict[str, str]:
+        found = {}
+        for path in sorted(directory.glob(f"*_e{epoch}.seg")):
+            with contextlib.suppress(FileNotFoundError):  # sync deleted it meanwhile
+                found[path.name] = _sha(path)
+        return found
+
+    await eventually(lambda: _value(len(held())), lambda n: n >= 10, 20, "segments recorded")
+    doc = await cluster.wait_status(
+        lambda s: camera(s, "c11")["host"] not in (cut_host, "rs-1"), 20, "c11 placed again"
+    )
+    assert camera(doc, "c11")["epoch"] > epoch
+    cluster.relays[cut_host].restore()
+    await eventually(
+        lambda: _value(cluster.agent(cut_host).recorder.recording()),
+        lambda now: "c11" not in now,
+        20,
+        f"{cut_host} released c11 as a stray",
+    )
+    before = held()
+    moved = [e for _, e in await cluster.events() if isinstance(e, CameraMoved)]
+    assert not [e for e in moved if e.camera == "c11" and e.epoch == epoch], "not the bug"
+
+    cluster.repair_storage("rs-1")
+    await cluster.wait_status(lambda s: server(s, "rs-1")["storage"] == "ok", 10, "storage ok")
+
+    async def confirmed() -> bool:
+        return (await cluster.confirm_failback("rs-1")).ok
+
+    await eventually(confirmed, bool, 10, "health accepts the confirmation")
+    await cluster.wait_status(all_home, 20, "every camera home")
+
+    async def lost_epoch_synced() -> list[SyncCompleted]:
+        return [
+            e
+            for e in await _sync_events(cluster, SyncCompleted)
+            if (e.camera, e.source, e.epoch) == ("c11", cut_host, epoch)
+        ]
+
+    done = await eventually(lost_epoch_synced, bool, 30, "the lost epoch's job completed")
+    assert done[0].segments == len(before)
+    _assert_home_and_identical(cluster, {"c11": before})
+    assert held() == {}, f"{cut_host} kept footage of epoch {epoch}"
+
+
+async def _value(value: T) -> T:
+    """A plain value as an awaitable probe for ``eventually``."""
+    return value
