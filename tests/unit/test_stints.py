@@ -262,16 +262,10 @@ def planned(
     from_host: str | None = None,
     reason: MoveReason = MoveReason.FAILOVER,
 ) -> CameraMovePlanned:
-    """A ``camera_move_planned`` event stamped ``when`` seconds after T0."""
-    return CameraMovePlanned(
-        camera=camera,
-        home=home,
-        from_host=from_host,
-        to=to,
-        epoch=epoch,
-        reason=reason,
-        time=at(when),
-    )
+    """A ``camera_move_planned`` event stamped ``when`` seconds after T0 (the fields of
+    the ``camera_moved`` that would confirm it)."""
+    decided = moved(camera, to, epoch, when, home=home, from_host=from_host, reason=reason)
+    return CameraMovePlanned(**decided.model_dump(exclude={"type"}))
 
 
 def claims(server: str, camera: str, epoch: int, when: float) -> ClaimsConfirmed:
