@@ -90,7 +90,8 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
     """Issue 5, R4: lo (low) is a guest on rs-2; when rs-1 fails, its high camera has no
     free channel, so rs-2 releases lo (camera_preempted names both cameras; lo becomes
     Pending) and only then claims hi. Nobody records lo any more; capacity holds. The
-    what-if view foretold exactly that."""
+    what-if view foretold exactly that. Its failed home rs-3 may still count lo
+    (``releasing_on``) until it confirms a release: it is not rs-2's channel."""
     cams = {"hi": ("rs-1", HIGH), "lo": ("rs-3", LOW)}
     config = with_policy(
         make_config({"rs-1": 1, "rs-2": 1, "rs-3": 1}, cams),
@@ -118,7 +119,10 @@ async def test_issue5_a_high_camera_preempts_a_low_guest_with_events_naming_both
         "hi recording on rs-2 in lo's place",
     )
     assert camera(doc, "lo")["state"] == "pending"
-    assert camera(doc, "lo")["releasing_on"] == []
+    # rs-2 released it; rs-3 (its failed home) may still be listed until it is back or
+    # its heartbeat shows lo (a stray then): a failed server's channel stays counted.
+    assert "rs-2" not in camera(doc, "lo")["releasing_on"]
+    assert "lo" not in cluster.recorders()["rs-2"]
     log = [e for _, e in await cluster.events()]
     preempted = [e for e in log if isinstance(e, CameraPreempted)]
     assert [(e.camera, e.by, e.server, e.by_home) for e in preempted] == [
