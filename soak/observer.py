@@ -70,6 +70,9 @@ class Observer:
     failed_reads: dict[str, int] = field(default_factory=dict)
     faults_stopped: asyncio.Event = field(default_factory=asyncio.Event)
     converged: asyncio.Event = field(default_factory=asyncio.Event)
+    scanning: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One directory scan at a time: the periodic scan goes on while the end is judged,
+    and a segment it saw after the final listing would be judged lost (seed 7)."""
 
     async def run(self) -> Findings:
         """Watch, then judge the end of the run."""
@@ -121,8 +124,19 @@ class Observer:
         return status
 
     async def _scan(self) -> None:
-        found = await asyncio.to_thread(self.scanner.scan_new)
-        self.checker.on_segments(time.monotonic(), found)
+        async with self.scanning:
+            found = await asyncio.to_thread(self.scanner.scan_new)
+            self.checker.on_segments(time.monotonic(), found)
+
+    async def _judge_segments(self) -> None:
+        """The last scan, then where every segment seen is now. Under the scan lock, so
+        every segment judged was seen before the listing that judges it began."""
+        homes = self._homes()
+        async with self.scanning:
+            found = await asyncio.to_thread(self.scanner.scan_new)
+            self.checker.on_segments(time.monotonic(), found)
+            holders = await asyncio.to_thread(self.scanner.holders)
+            self.checker.judge_segments(time.monotonic(), holders, homes)
 
     async def _read_faults(self) -> None:
         for record in self.faults.new_records():
@@ -150,10 +164,7 @@ class Observer:
         settled = await self._wait_for_sync(c.converged_at + b.sync_settle)
         if settled is not None:
             final["sync_settled_after_s"] = round(settled - stopped, 2)
-        await self._scan()
-        holders = await asyncio.to_thread(self.scanner.holders)
-        homes = self._homes()
-        c.judge_segments(time.monotonic(), holders, homes)
+        await self._judge_segments()
         await self._judge_replay()
 
     def _homes(self) -> dict[str, str]:
