@@ -107,7 +107,9 @@ class HealthService(ReplicatedService):
         """
         self.detector = self._new_detector()
         self._published.clear()
-        events = [event for _seq, event in await bus.replay() if event is not None]
+        # Only health's own areas: the camera moves around them are most of the log.
+        logged = await bus.replay_about("server", "alert")
+        events = [event for _seq, event in logged if event is not None]
         for event in events:
             if event.type in HEALTH_EVENT_TYPES:
                 self._published[_about(event)] += 1
