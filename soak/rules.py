@@ -150,8 +150,10 @@ class Checker:
     converged_at: float | None = None
     last_seq: int = 0
     digests: dict[int, str] = field(default_factory=dict)
-    storage_failed_since: dict[str, int] = field(default_factory=dict)
-    """Server -> sequence of its storage failure, until the administrator's confirmation."""
+    storage_gates: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    """Server -> each time it was closed to cameras, in log order: the sequence of its
+    storage failure and of the administrator's confirmation that ended it (None until
+    then)."""
     claimed: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
     """(camera, epoch) -> {server: seq of its claims_confirmed}."""
     moved: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -283,32 +285,56 @@ class Checker:
 
     def _storage_gate(self, seq: int, at: float, event: AnyEvent) -> None:
         """R7: from a storage failure until the administrator's confirmation, nothing is
-        planned onto the server and its failback does not start."""
+        planned onto the server and its failback does not start.
+
+        Placement decides on the part of the log it has folded, and its notice may reach
+        the log after events it had not read yet (it sends commands first, and publishes
+        behind them). A notice is judged by the log as it stood at its ``decided_at``
+        (issue 10, seed 10: a plan decided before the failure, published after it); one
+        without it, by the log up to the notice itself."""
+        gates = self.storage_gates
         if isinstance(event, ServerFailed) and event.cause == "storage":
-            self.storage_failed_since.setdefault(event.server, seq)
+            closed = gates.setdefault(event.server, [])
+            if not closed or closed[-1][1] is not None:
+                closed.append((seq, None))
         elif isinstance(event, FailbackConfirmed):
-            self.storage_failed_since.pop(event.server, None)
-        elif isinstance(event, CameraMovePlanned) and event.to in self.storage_failed_since:
-            failed = self.storage_failed_since[event.to]
-            self._violate(
-                STORAGE_GATE,
-                at,
-                f"{event.camera} planned onto {event.to} under epoch {event.epoch}, which "
-                f"failed its storage at event {failed} and has no confirmation since",
-                events=(failed, seq),
-                servers=(event.to,),
-                cameras=(event.camera,),
-            )
-        elif isinstance(event, FailbackStarted) and event.server in self.storage_failed_since:
-            failed = self.storage_failed_since[event.server]
-            self._violate(
-                STORAGE_GATE,
-                at,
-                f"failback of {event.server} started without a confirmation of its storage "
-                f"repair (failed at event {failed})",
-                events=(failed, seq),
-                servers=(event.server,),
-            )
+            closed = gates.get(event.server, [])
+            if closed and closed[-1][1] is None:
+                closed[-1] = (closed[-1][0], seq)
+        elif isinstance(event, CameraMovePlanned):
+            decided = _decided_at(seq, event)
+            failed = self.storage_failed_at(event.to, decided)
+            if failed is not None:
+                self._violate(
+                    STORAGE_GATE,
+                    at,
+                    f"{event.camera} planned onto {event.to} under epoch {event.epoch} "
+                    f"{_as_of(seq, decided)}, which failed its storage at event {failed} and "
+                    "had no confirmation since",
+                    events=(failed, seq),
+                    servers=(event.to,),
+                    cameras=(event.camera,),
+                )
+        elif isinstance(event, FailbackStarted):
+            decided = _decided_at(seq, event)
+            failed = self.storage_failed_at(event.server, decided)
+            if failed is not None:
+                self._violate(
+                    STORAGE_GATE,
+                    at,
+                    f"failback of {event.server} started {_as_of(seq, decided)} without a "
+                    f"confirmation of its storage repair (failed at event {failed})",
+                    events=(failed, seq),
+                    servers=(event.server,),
+                )
+
+    def storage_failed_at(self, server: str, position: int) -> int | None:
+        """The sequence of the storage failure of ``server`` that stood, unconfirmed, once
+        the log up to ``position`` had been read; None if none did."""
+        for failed, confirmed in reversed(self.storage_gates.get(server, ())):
+            if failed <= position:
+                return failed if confirmed is None or confirmed > position else None
+        return None
 
     def _claims(self, seq: int, at: float, event: AnyEvent) -> None:
         """R4 and R11: one server per camera and epoch; no move confirmed twice."""
@@ -612,6 +638,18 @@ class Checker:
             return
         self.fired.add(key)
         self.violations.append(Violation(rule, at, detail, **fields))
+
+
+def _decided_at(seq: int, notice: CameraMovePlanned | FailbackStarted) -> int:
+    """The log position a notice of placement was decided at: its ``decided_at``, or, from
+    a placement that does not say, the notice's own place in the log (the latest it can
+    be). Never past the notice itself."""
+    return seq if notice.decided_at is None else min(notice.decided_at, seq)
+
+
+def _as_of(seq: int, decided: int) -> str:
+    """When a notice was decided, in words, for a violation's detail."""
+    return f"(decided at event {decided})" if decided != seq else f"(event {seq})"
 
 
 def nearest_rank(ordered: list[float], q: float) -> float:

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
 
@@ -126,6 +126,19 @@ READER_STOP_S = 2.0
 """How long the end of a term waits for the event log reader to stop."""
 LOGGED_PER_KIND = 10
 """Notices of one kind logged one by one per batch; the rest are counted in one line."""
+
+
+class Decided(NamedTuple):
+    """The notices placement decided at one point of the log."""
+
+    notices: list[Notice]
+    at: int
+    """The sequence number of the last event folded when they were decided: each notice
+    carries it as ``decided_at``, so an outside reader knows which prefix of the log the
+    decision saw (issue 10, seed 10)."""
+    origin: str
+    """What their Msg-Ids are made of: that event's sequence number, or ``start`` or
+    ``adopt-<cursor>`` for the notices of a term's first load."""
 
 
 class PlacementService(ReplicatedService):
@@ -276,7 +289,7 @@ class PlacementService(ReplicatedService):
             # middle of anything (a collection now would be one). What is loaded now
             # lives as long as the term.
             gc.freeze()
-        await self._publish(notices, origin)
+        await self._publish_all([Decided(notices, self.state.cursor, origin)])
         if not self.state.cluster_id:  # random, so here and not in the deterministic fold
             self.state.cluster_id = uuid.uuid4().hex
         self._changed()
@@ -331,12 +344,12 @@ class PlacementService(ReplicatedService):
                 batch, getter = [getter.result()], None
                 while len(batch) < FOLD_BATCH and not log_events.empty():
                     batch.append(log_events.get_nowait())
-                decided: list[tuple[list[Notice], str]] = []
+                decided: list[Decided] = []
                 async with self._state_lock:
                     for n, (seq, event) in enumerate(batch, 1):
                         notices = self.state.apply(event) if event is not None else []
                         self.state.cursor = seq
-                        decided.append((notices, str(seq)))
+                        decided.append(Decided(notices, seq, str(seq)))
                         self._note_failure(event)
                         self._changed()
                         if n % FOLD_YIELD_EVERY == 0:
@@ -373,10 +386,7 @@ class PlacementService(ReplicatedService):
                 FAILOVER_SECONDS.labels(cause=failure.cause.value).observe(seconds)
                 del self._failovers[server]
 
-    async def _publish(self, notices: list[Notice], origin: str) -> None:
-        await self._publish_all([(notices, origin)])
-
-    def _decided(self, decided: list[tuple[list[Notice], str]]) -> None:
+    def _decided(self, decided: list[Decided]) -> None:
         """After a folded batch: its commands go out first, then its notices are written
         to the log behind them, in order after the notices of earlier batches.
 
@@ -411,38 +421,45 @@ class PlacementService(ReplicatedService):
         if self._publishing is not None:
             await self._publishing
 
-    async def _publish_all(self, decided: list[tuple[list[Notice], str]]) -> None:
+    async def _publish_all(self, decided: list[Decided]) -> None:
         """Publish the notices of several folded events, each under a Msg-Id of its
-        event's origin and its place among that event's notices. They are written in
-        order on one connection, so the log keeps their order, and their acks are awaited
-        together: a batch costs one round trip, not one per event."""
+        event's origin and its place among that event's notices, and stamped with the
+        log position it was decided at (deterministic, so a replay after a crash makes
+        the same notice under the same Msg-Id, R11). They are written in order on one
+        connection, so the log keeps their order, and their acks are awaited together: a
+        batch costs one round trip, not one per event.
+
+        The stamp is put on here, not in the fold: the fold's commands go out without
+        waiting for it, and a fresh cluster's 100,000 notices are stamped
+        ``PUBLISH_AT_ONCE`` at a time, with the event loop running in between."""
         assert self._bus is not None
         bus = self._bus
         every = [
-            (n, f"placement-{origin}-{i}")
-            for notices, origin in decided
-            for i, n in enumerate(notices)
+            (n, d.at, f"placement-{d.origin}-{i}") for d in decided for i, n in enumerate(d.notices)
         ]
         for start in range(0, len(every), PUBLISH_AT_ONCE):
             await asyncio.gather(
                 *(
-                    bus.publish_event(_notice_subject(n), n, msg_id)
-                    for n, msg_id in every[start : start + PUBLISH_AT_ONCE]
+                    bus.publish_event(_notice_subject(n), _stamped(n, at), msg_id)
+                    for n, at, msg_id in every[start : start + PUBLISH_AT_ONCE]
                 )
             )
-        for notices, origin in decided:
-            self._log_notices(notices, origin)
+        for d in decided:
+            self._log_notices(d)
 
-    def _log_notices(self, notices: list[Notice], origin: str) -> None:
+    def _log_notices(self, decided: Decided) -> None:
         logged: Counter[str] = Counter()
-        for n in notices:
+        for n in decided.notices:
             if n.type in LOGGED_NOTICES:
                 logged[n.type] += 1
                 if logged[n.type] <= LOGGED_PER_KIND:
-                    log.info("%s", n.model_dump_json(exclude={"schema_version", "time"}))
+                    shown = _stamped(n, decided.at)
+                    log.info("%s", shown.model_dump_json(exclude={"schema_version", "time"}))
         for kind, count in logged.items():
             if count > LOGGED_PER_KIND:  # a mass failure must not log once per camera
-                log.info("%d more %s at log position %s", count - LOGGED_PER_KIND, kind, origin)
+                log.info(
+                    "%d more %s at log position %s", count - LOGGED_PER_KIND, kind, decided.origin
+                )
 
     async def _commit(self, unless: asyncio.Future[Any] | None = None) -> bool:
         """Compare-and-set the snapshot; losing the race is fatal (someone else decides).
@@ -749,6 +766,11 @@ class PlacementService(ReplicatedService):
 LOGGED_NOTICES = frozenset(
     {"camera_pending", "camera_preempted", "failback_started", "failback_completed"}
 )
+
+
+def _stamped(notice: Notice, at: int) -> Notice:
+    """The notice with the log position it was decided at (``decided_at``)."""
+    return notice.model_copy(update={"decided_at": at})
 
 
 def _notice_subject(notice: Notice) -> str:

@@ -50,6 +50,17 @@ class Event(Message):
     )
 
 
+class PlacementNotice(Event):
+    """Fields every decision of placement carries (the events it publishes itself)."""
+
+    decided_at: Count | None = Field(
+        None,
+        description="Stream sequence of the last event placement had folded when it made "
+        "this decision (0: none yet); null if not known. Events after it were not known to "
+        "placement then, even those the log holds before this notice.",
+    )
+
+
 class ServerFailed(Event):
     """A server is declared failed (R2 network, R3 storage); its cameras fail over."""
 
@@ -116,7 +127,7 @@ class ServerUndrained(Event):
     by: str = Field("admin", max_length=64, description="Who asked (the administrator).")
 
 
-class DrainCompleted(Event):
+class DrainCompleted(PlacementNotice):
     """Every camera that could move off a drained server has; ``cameras_left`` still record
     there because no other server had a free channel (they move when one frees)."""
 
@@ -125,7 +136,7 @@ class DrainCompleted(Event):
     cameras_left: Count = Field(description="Cameras still recording on it: no free channel.")
 
 
-class CameraMovePlanned(Event):
+class CameraMovePlanned(PlacementNotice):
     """Placement chose a new host for a camera; the claim is under way."""
 
     type: Literal["camera_move_planned"] = "camera_move_planned"
@@ -137,7 +148,7 @@ class CameraMovePlanned(Event):
     reason: MoveReason
 
 
-class CameraMoved(Event):
+class CameraMoved(PlacementNotice):
     """A camera records on its new host: the agent confirmed the claim."""
 
     type: Literal["camera_moved"] = "camera_moved"
@@ -149,7 +160,7 @@ class CameraMoved(Event):
     reason: MoveReason
 
 
-class CameraPending(Event):
+class CameraPending(PlacementNotice):
     """No server has free channel capacity for this camera (R5)."""
 
     type: Literal["camera_pending"] = "camera_pending"
@@ -158,7 +169,7 @@ class CameraPending(Event):
     reason: str = Field(max_length=200)
 
 
-class CameraPreempted(Event):
+class CameraPreempted(PlacementNotice):
     """A ``high`` camera with no free channel in reach displaces a ``low`` camera recording
     away from home (opt-in ``[placement] preemption``). The low camera is released from
     ``server`` and becomes Pending; the high camera takes the freed channel."""
@@ -172,7 +183,7 @@ class CameraPreempted(Event):
     by_home: ServerId = Field(description="Home server of the high camera.")
 
 
-class FailbackStarted(Event):
+class FailbackStarted(PlacementNotice):
     """R8: the home server is ready; its cameras' hosts are told to release them."""
 
     type: Literal["failback_started"] = "failback_started"
@@ -181,7 +192,7 @@ class FailbackStarted(Event):
     cause: FailureCause
 
 
-class FailbackCompleted(Event):
+class FailbackCompleted(PlacementNotice):
     """R8: every camera of the server records at home again."""
 
     type: Literal["failback_completed"] = "failback_completed"

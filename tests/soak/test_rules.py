@@ -245,6 +245,108 @@ def test_the_confirmed_failback_of_a_storage_failed_server_is_no_violation() -> 
     assert fired(checker) == []
 
 
+def log_at(checker: Checker, events: dict[int, AnyEvent]) -> None:
+    """Events at their sequence numbers in the log; the events in between, about other
+    things, are left out (the checker is told it saw up to just before each)."""
+    for seq, event in sorted(events.items()):
+        checker.last_seq = seq - 1
+        checker.on_event(seq, 0.0, event, f"d{seq}")
+
+
+def planned(camera: str, to: str, epoch: int, decided_at: int | None) -> CameraMovePlanned:
+    home = camera.split("-")[1]
+    return CameraMovePlanned(
+        camera=camera,
+        home=f"rs-{home}",
+        from_host=f"rs-{home}",
+        to=to,
+        epoch=epoch,
+        reason=MoveReason.FAILOVER,
+        decided_at=decided_at,
+    )
+
+
+def test_a_plan_decided_before_the_storage_failure_but_logged_after_it_is_no_violation() -> None:
+    """Seed 10: placement planned cam-48-029 onto rs-11 while folding 9822 (rs-48 failed);
+    rs-11's storage failure (9823) was in the log before the notice (9853), which placement
+    publishes behind its commands. Once it folded 9823 it planned the camera elsewhere."""
+    checker = Checker(BOUNDS)
+    log_at(
+        checker,
+        {
+            9822: ServerFailed(server="rs-48", cause=NETWORK),
+            9823: ServerFailed(server="rs-11", cause=STORAGE),
+            9853: planned("cam-48-029", "rs-11", 3235, decided_at=9822),
+            9947: planned("cam-48-029", "rs-13", 3302, decided_at=9823),
+        },
+    )
+    assert fired(checker) == []
+
+
+def test_a_plan_decided_at_an_event_before_the_failure_is_no_violation() -> None:
+    """Seed 10: cam-40-011 planned onto rs-23 (31599), decided at an event before rs-23's
+    storage failure (31541); re-planned onto rs-22 once placement had folded it (31669)."""
+    checker = Checker(BOUNDS)
+    log_at(
+        checker,
+        {
+            31541: ServerFailed(server="rs-23", cause=STORAGE),
+            31599: planned("cam-40-011", "rs-23", 7652, decided_at=31540),
+            31669: planned("cam-40-011", "rs-22", 7701, decided_at=31541),
+        },
+    )
+    assert fired(checker) == []
+
+
+def test_a_plan_decided_after_placement_folded_the_storage_failure_is_a_violation() -> None:
+    checker = Checker(BOUNDS)
+    log_at(
+        checker,
+        {
+            31541: ServerFailed(server="rs-23", cause=STORAGE),
+            31599: planned("cam-40-011", "rs-23", 7652, decided_at=31541),
+        },
+    )
+    assert fired(checker) == [rules.STORAGE_GATE]
+    violation = checker.violations[0]
+    assert violation.events == (31541, 31599)
+    assert violation.servers == ("rs-23",)
+    assert violation.cameras == ("cam-40-011",)
+    assert "decided at event 31541" in violation.detail
+
+
+def test_a_decision_is_judged_by_the_confirmations_placement_had_folded() -> None:
+    """A failback decided before the confirmation, logged after it, broke R7; one decided
+    after the confirmation did not, wherever the notices land in the log."""
+    checker = Checker(BOUNDS)
+    log_at(
+        checker,
+        {
+            10: ServerFailed(server="rs-1", cause=STORAGE),
+            20: FailbackConfirmed(server="rs-1"),
+            30: FailbackStarted(server="rs-1", cameras=1, cause=STORAGE, decided_at=15),
+            31: planned("cam-1-001", "rs-1", 9, decided_at=20),
+            40: ServerFailed(server="rs-1", cause=STORAGE),
+            41: planned("cam-1-002", "rs-1", 10, decided_at=35),
+            42: planned("cam-1-003", "rs-1", 11, decided_at=40),
+        },
+    )
+    assert fired(checker) == [rules.STORAGE_GATE, rules.STORAGE_GATE]
+    assert [v.events for v in checker.violations] == [(10, 30), (40, 42)]
+
+
+def test_a_notice_that_says_it_was_decided_after_itself_is_judged_at_its_place() -> None:
+    checker = Checker(BOUNDS)
+    log_at(
+        checker,
+        {
+            5: planned("cam-1-001", "rs-1", 9, decided_at=99),
+            6: ServerFailed(server="rs-1", cause=STORAGE),
+        },
+    )
+    assert fired(checker) == []
+
+
 def test_a_network_failure_needs_no_confirmation() -> None:
     checker = Checker(BOUNDS)
     feed(
