@@ -3,11 +3,16 @@
  *
  * Read with docs/protocol.md, which maps every part to its module and function.
  * Bounds come from -D flags (defaults below); model/check.sh runs one spin search per
- * property. Compile-time switches:
- *   -DPROP_x      which safety assertion is checked (model/check.sh sets one per run)
+ * property (or all six in one search). Compile-time switches:
+ *   -DPROP_x      which safety assertions are checked (any number of them)
  *   -DMUTANT_BBM  the deliberate protocol bug: placement sends the claim together with
  *                 the releases (not after they are confirmed) and the agent claims
  *                 without its per-camera epoch check (docs/protocol.md, "The mutant")
+ *   -DNOCANON     no canonical form after each step (see "canonical form" below): the
+ *                 same behaviours, many more states; to cross-check the reductions at
+ *                 small bounds (it needs a larger NETCAP: dead messages stay in flight)
+ *   -DPROJECT     with -DPRINTF: print what the properties read, after every step (the
+ *                 cross-check of model/check.sh --cross-check)
  *
  * MESSAGE TYPES (machine-readable; tests/unit/test_protocol_model.py compares this block
  * with shared.messages.catalog.message_models(): a message type added to the code must
@@ -73,7 +78,10 @@
 #define MAXMF 2         /* message faults: a command lost or duplicated, an answer lost */
 #endif
 #ifndef NETCAP
-#define NETCAP 8        /* commands in flight at once */
+#define NETCAP 16       /* commands in flight at once (an assertion says if too few) */
+#endif
+#ifndef ANSCAP
+#define ANSCAP 8        /* answers on their way to the fold at once (likewise) */
 #endif
 
 #define NONE 7          /* no server / no camera */
@@ -97,17 +105,21 @@
 #define bit(s) (1 << (s))
 #define has(hm, s) (((hm) >> (s)) & 1)
 #define alive(s) (pst[s] == ONLINE || pst[s] == FB)
+#define PENDING(c) (host[c] == NONE && target[c] == NONE)
+/* state._channels: a camera holds a channel on s (R4) */
+#define HOLDS(c, s) (host[c] == s || target[c] == s || has(rf[c], s) || has(ra[c], s) || \
+  has(lo[c], s))
 
 /* ---- the cluster config: capacities, homes, priorities, failback modes ----
  * Defaults (3 servers, 4 cameras): s0 cap 2, s1 cap 1, s2 cap 2 (5 channels, 4 cameras);
  * c0 home s0 HIGH, c1 home s0 MEDIUM make-before-break, c2 home s1 LOW make-before-break,
  * c3 home s2 LOW. A failure of s1 sends c2 to s2 (a low guest); a failure of s0 then
  * leaves c0 (high) without a channel, and it preempts c2. */
-byte cap[NS];
-byte home[NC];
-byte prio[NC];
-bit mbb[NC];
-byte order[NC];          /* cameras in placement order: priority, then id */
+hidden byte cap[NS];     /* constants, set once by init: kept out of the state vector */
+hidden byte home[NC];
+hidden byte prio[NC];
+hidden byte mbb[NC];
+hidden byte order[NC];   /* cameras in placement order: priority, then id */
 
 /* ---- placement state (state.py Placement, CameraSlot, ServerSlot) ---- */
 byte pst[NS];            /* ServerSlot.state */
@@ -115,6 +127,7 @@ byte host[NC];           /* CameraSlot.host */
 byte target[NC];         /* CameraSlot.target */
 byte rf[NC];             /* CameraSlot.release_from, a set of servers */
 byte ra[NC];             /* CameraSlot.release_after, a set of servers */
+byte lo[NC];             /* CameraSlot.left_on, a set of servers (failed while holding it) */
 byte pby[NC];            /* CameraSlot.preempted_by */
 byte ep[NC];             /* CameraSlot.epoch (per camera: see docs) */
 byte fence = 1;          /* the placement leader's lease epoch (lease.py Term.epoch) */
@@ -131,30 +144,32 @@ bit net_up[NS];          /* the server's connection (heartbeats and probe) */
 bit sok[NS];             /* its storage is healthy (what its heartbeat reports) */
 byte det[NS];            /* detector.py ServerView.liveness */
 bit sf[NS];              /* ghost: storage failure declared, no confirmation since */
-bit adm[NS];
-bit live_settled, live_pending;  /* set by check() from the state (liveness runs) */             /* the administrator has asked to confirm (blaze failback) */
+bit adm[NS];              /* the administrator has asked to confirm (blaze failback) */
+bit live_settled, live_pending;  /* set by check() from the state (liveness runs) */
 byte lc, srvf, msgf;     /* faults used */
 
 /* commands (Command) and answers (CommandResult), kept sorted: as sets they lose,
  * duplicate and reorder (see proctype agent) */
 chan net = [NETCAP] of { byte, byte, byte, byte, byte };       /* s, c, action, epoch, fence */
-chan ans = [NETCAP] of { byte, byte, byte, byte, bit, byte };  /* s, c, action, epoch, ok, seen */
+chan ans = [ANSCAP] of { byte, byte, byte, byte, bit, byte };  /* s, c, action, epoch, ok, seen */
 
 /* scratch for the atomic steps: not part of the state vector */
 hidden byte hi, hj, hk, hn, hm, ht, best, room;
 hidden byte cand, unplaced, waiting, victims, taken0, taken1, taken2, taken3;
 hidden byte chosen[NC];
 hidden byte reclaim, displaced;
-hidden byte ok;
+hidden byte ok, todo, spared, gi;
+hidden short fnow, fafter;
 
 
 /* ---------------------------------------------------------------- placement ---- */
 
-inline holding(s, out) {       /* Placement.load(s): channels held or reserved on s */
+inline holding(s, out) {       /* Placement.load(s), state._channels: channels held or
+                                * reserved on s, a channel left on it when it failed too */
   out = 0;
   for (hk : 0 .. NC - 1) {
     if
-    :: host[hk] == s || target[hk] == s || has(rf[hk], s) || has(ra[hk], s) -> out++
+    :: HOLDS(hk, s) -> out++
     :: else -> skip
     fi
   }
@@ -185,6 +200,7 @@ inline take(s) {
 
 inline assign(c, s) {          /* Placement._assign: a move, under a fresh epoch */
   target[c] = s;
+  lo[c] = lo[c] & ~bit(s);     /* its claim there, under the newer epoch, replaces it */
   ep[c]++
 }
 
@@ -254,15 +270,28 @@ inline preempt() {             /* Placement._preempt and planner.choose_victims 
 }
 
 inline place(cands) {          /* Placement._place */
-  plan(cands);
-  unplaced = 0;
-  for (hi : 0 .. NC - 1) {
-    if
-    :: has(cands, hi) && chosen[hi] != NONE -> assign(hi, chosen[hi])
-    :: has(cands, hi) && chosen[hi] == NONE -> unplaced = unplaced | bit(hi)
-    :: else -> skip
-    fi
-  }
+  unplaced = cands;
+  do
+  :: unplaced != 0 ->
+     plan(unplaced);
+     todo = unplaced; unplaced = 0; spared = 0;
+     for (hi : 0 .. NC - 1) {
+       if
+       :: has(todo, hi) && chosen[hi] != NONE ->
+          /* one left on that server holds a channel there already: the one the plan
+           * counted for it is still free, for the cameras not placed yet */
+          spared = spared || has(lo[hi], chosen[hi]);
+          assign(hi, chosen[hi])
+       :: has(todo, hi) && chosen[hi] == NONE -> unplaced = unplaced | bit(hi)
+       :: else -> skip
+       fi
+     };
+     if
+     :: spared -> skip          /* plan again */
+     :: else -> break
+     fi
+  :: else -> break
+  od;
   preempt()
 }
 
@@ -318,8 +347,9 @@ inline server_failed(s, storage) {   /* Placement._server_failed and state._lose
   reclaim = 0; displaced = 0;
   for (hj : 0 .. NC - 1) {
     if
-    :: host[hj] == s || target[hj] == s || has(rf[hj], s) || has(ra[hj], s) ->
+    :: HOLDS(hj, s) ->
        forget_host(hj, s);
+       lo[hj] = lo[hj] | bit(s);   /* it may still record it, unseen */
        if
        :: host[hj] == s ->
           host[hj] = NONE;
@@ -362,7 +392,17 @@ inline server_failed(s, storage) {   /* Placement._server_failed and state._lose
     fi
   }
   if
-  :: displaced != 0 -> place(displaced)
+  :: displaced != 0 ->
+     place(displaced);
+     /* Left Pending, it takes a fresh epoch (_server_failed's loop over displaced, via
+      * _new_epoch): what the failed server still records of it, or a claim still on its
+      * way there, is then older than placement's, a stray once the server is back. */
+     for (hj : 0 .. NC - 1) {
+       if
+       :: has(displaced, hj) && target[hj] == NONE -> ep[hj]++
+       :: else -> skip
+       fi
+     }
   :: else -> skip
   fi;
   place_pending();
@@ -386,21 +426,41 @@ inline move_deliberately(c, to) {    /* Placement._move_deliberately */
   assign(c, to)
 }
 
-inline server_recovered(s) {   /* Placement._server_recovered and _bring_home (R6-R8) */
+/* Placement._bring_home and _going_home (R8): the server's cameras away from home, in
+ * priority order, as many as it has room for. One left on it when it failed holds a
+ * channel there already and costs none; any other takes a free channel now, or waits. */
+#define GOING(c, s) (home[c] == s && host[c] != s && target[c] != s)
+inline bring_home(s) {
+  holding(s, room);
+  fnow = cap[s] - room;
+  fafter = fnow;
+  for (hi : 0 .. NC - 1) {
+    if
+    :: GOING(hi, s) && has(lo[hi], s) -> fafter++
+    :: else -> skip
+    fi
+  }
+  gi = 0;                       /* the place in going[] */
+  for (hi : 0 .. NC - 1) {
+    hj = order[hi];
+    if
+    :: GOING(hj, s) ->
+       if
+       :: gi < fafter && has(lo[hj], s) -> move_deliberately(hj, s)
+       :: gi < fafter && !has(lo[hj], s) && fnow > 0 -> move_deliberately(hj, s); fnow--
+       :: else -> skip
+       fi;
+       gi++
+    :: else -> skip
+    fi
+  }
+}
+
+inline server_recovered(s) {   /* Placement._server_recovered (R6-R8) */
   if
   :: !alive(s) ->
      pst[s] = FB;
-     holding(s, room);
-     room = (room < cap[s] -> cap[s] - room : 0);
-     for (hi : 0 .. NC - 1) {
-       hj = order[hi];
-       if
-       :: room > 0 && home[hj] == s && host[hj] != s && target[hj] != s ->
-          move_deliberately(hj, s);
-          room--
-       :: else -> skip
-       fi
-     }
+     bring_home(s);
      failback_done(s);
      place_pending()
   :: else -> skip
@@ -417,14 +477,24 @@ inline claims_confirmed(s, c, e) {   /* Placement._claims_confirmed */
 
 inline releases_confirmed(s, c, e) { /* Placement._releases_confirmed */
   if
-  :: ep[c] == e && (has(rf[c], s) || has(ra[c], s)) ->
+  :: ep[c] == e && (has(rf[c], s) || has(ra[c], s) || has(lo[c], s)) ->
      if
      :: has(rf[c], s) && host[c] == s -> host[c] = NONE
      :: else -> skip
      fi;
      forget_host(c, s);
-     place_pending();
-     failbacks_done()
+     lo[c] = lo[c] & ~bit(s);
+     /* A failed server's freed channel is of no use yet: nothing more. Else
+      * Placement._come_home: a home with a channel freed takes back its cameras still
+      * away (a failback that found it full left them there), before Pending ones get
+      * the channels (drain is not modelled: alive is _come_home's whole condition) */
+     if
+     :: alive(s) ->
+        bring_home(s);
+        place_pending();
+        failbacks_done()
+     :: else -> skip
+     fi
   :: else -> skip
   fi
 }
@@ -438,7 +508,7 @@ inline refused(c, e, sn) {     /* Placement._refused: re-issue above the epoch s
      fi;
      if
      :: target[c] != NONE -> assign(c, target[c])
-     :: target[c] == NONE && (rf[c] != 0 || ra[c] != 0) -> ep[c]++
+     :: target[c] == NONE && (rf[c] != 0 || ra[c] != 0 || lo[c] != 0) -> ep[c]++
      :: else -> skip
      fi
   :: else -> skip
@@ -452,10 +522,9 @@ inline send(s, c, a, e) {      /* PlacementService._send: stamped with this lead
   if
   :: ok -> skip
   :: else ->
-     if
-     :: full(net) -> skip
-     :: nfull(net) -> net !! s, c, a, e, fence
-     fi
+     /* NETCAP must hold every live command: a full channel would lose one for free */
+     assert(nfull(net));
+     net !! s, c, a, e, fence
   fi
 }
 
@@ -486,13 +555,30 @@ inline outstanding() {         /* Placement.outstanding_commands and state._step
     :: else -> skip
     fi
   }
+  /* a server back from a failure releases what was left on it (_leftover_releases,
+   * under the camera's current epoch; merged with the releases above: one per camera) */
+  for (ht : 0 .. NS - 1) {
+    if
+    :: alive(ht) ->
+       for (hj : 0 .. NC - 1) {
+         if
+         :: has(lo[hj], ht) -> send(ht, hj, RELEASE, ep[hj])
+         :: else -> skip
+         fi
+       }
+    :: else -> skip
+    fi
+  }
 }
 
 inline reconcile(s) {          /* PlacementService._on_heartbeat: Placement.strays/missing */
   for (hj : 0 .. NC - 1) {
     if
-    :: REC(s, hj) != 0 && ep[hj] > REC(s, hj) && !has(rf[hj], s) && !has(ra[hj], s) && target[hj] != s && !(host[hj] == s && target[hj] == NONE) ->
-       send(s, hj, RELEASE, ep[hj])                       /* a stray */
+    :: REC(s, hj) != 0 && ep[hj] > REC(s, hj) && !has(rf[hj], s) && !has(ra[hj], s) && !(has(lo[hj], s) && alive(s)) && target[hj] != s && !(host[hj] == s && target[hj] == NONE) && !(home[hj] == s && PENDING(hj) && !alive(s)) ->
+       /* a stray; not one left on s while s is up (its release is outstanding); not,
+        * while s is failed, one of its own cameras left Pending: its failback brings it
+        * home where it records (no gap), or leaves it Pending */
+       send(s, hj, RELEASE, ep[hj])
     :: REC(s, hj) == 0 && host[hj] == s && target[hj] == NONE ->
        send(s, hj, CLAIM, ep[hj])                         /* missing */
     :: else -> skip
@@ -577,9 +663,8 @@ inline check_pending() {
   }
 }
 
-#define HOLDS(c, s) (host[c] == s || target[c] == s || has(rf[c], s) || has(ra[c], s))
 #define NOT_ELSEWHERE(c, s) (s == host[c] || !net_up[s] || REC(s, c) == 0)
-#define PENDING(c) (host[c] == NONE && target[c] == NONE)
+#define NOT_LEFT_UP(c, s) (!has(lo[c], s) || !alive(s))   /* no release of it left to do */
 #if NC == 1
 #define LOAD(s) (HOLDS(0, s))
 #define NO_PENDING (!PENDING(0))
@@ -601,18 +686,82 @@ inline check_pending() {
 #if NS == 1
 #define SOME_FREE (FREE(0))
 #define NOWHERE_ELSE(c) (NOT_ELSEWHERE(c, 0))
+#define NO_LEFT_UP(c) (NOT_LEFT_UP(c, 0))
 #elif NS == 2
 #define SOME_FREE (FREE(0) || FREE(1))
 #define NOWHERE_ELSE(c) (NOT_ELSEWHERE(c, 0) && NOT_ELSEWHERE(c, 1))
+#define NO_LEFT_UP(c) (NOT_LEFT_UP(c, 0) && NOT_LEFT_UP(c, 1))
 #else
 #define SOME_FREE (FREE(0) || FREE(1) || FREE(2))
 #define NOWHERE_ELSE(c) (NOT_ELSEWHERE(c, 0) && NOT_ELSEWHERE(c, 1) && NOT_ELSEWHERE(c, 2))
+#define NO_LEFT_UP(c) (NOT_LEFT_UP(c, 0) && NOT_LEFT_UP(c, 1) && NOT_LEFT_UP(c, 2))
 #endif
-#define SETTLED(c) ((host[c] != NONE && target[c] == NONE && rf[c] == 0 && ra[c] == 0 \
+#define SETTLED(c) (((host[c] != NONE && target[c] == NONE && rf[c] == 0 && ra[c] == 0 \
   && REC(host[c], c) == ep[c] && (pst[home[c]] != ONLINE || host[c] == home[c]) \
-  && NOWHERE_ELSE(c)) || (PENDING(c) && !SOME_FREE))
+  && NOWHERE_ELSE(c)) || (PENDING(c) && !SOME_FREE)) && NO_LEFT_UP(c))
+
+#ifdef PROJECT
+/* model/check.sh --cross-check: one line per step with what the properties read (the
+ * placement state, the servers' conditions, the budgets, and per camera the order of
+ * placement's epoch and the epochs its recorders record under), compiled with -DPRINTF.
+ * The lines of a run with the canonical form and of one without (-DNOCANON) must be the
+ * same set: the reductions lose no state the properties could tell apart. */
+hidden byte p_k, p_c, p_j, p_w, p_r, p_v;
+hidden byte p_rank[NC * (NS + 1)];  /* per camera: placement's epoch, then each recorder's */
+inline rank(v) {                 /* 1 + how many of the camera's epochs are below v */
+  p_r = 0;
+  if
+  :: v != 0 ->
+     p_r = 1;
+     for (p_w : 1 .. v - 1) {
+       p_v = (p_w == ep[p_c]);
+       for (p_j : 0 .. NS - 1) { p_v = p_v || REC(p_j, p_c) == p_w };
+       p_r = p_r + p_v
+     }
+  :: else -> skip
+  fi
+}
+/* (spin -a hides a variable that only printf reads, such as sf[] without PROP_storage,
+ * and pan then prints stale values of it: check.sh compiles with -o2, which keeps it) */
+#define PSRV(i) printf(" %d%d%d%d%d%d", pst[i], det[i], net_up[i], sok[i], sf[i], adm[i])
+#define PRANK(i, k) ((k) <= NS -> p_rank[(i) * (NS + 1) + (k)] : 0)
+#define PCAM(i) printf(" %d.%d.%d.%d.%d.%d:%d,%d,%d,%d", host[i], target[i], rf[i], ra[i], lo[i], pby[i], \
+  PRANK(i, 0), PRANK(i, 1), PRANK(i, 2), PRANK(i, 3))
+inline project() {
+  for (p_c : 0 .. NC - 1) {
+    rank(ep[p_c]);
+    p_rank[p_c * (NS + 1)] = p_r;
+    for (p_k : 0 .. NS - 1) {
+      rank(REC(p_k, p_c));
+      p_rank[p_c * (NS + 1) + 1 + p_k] = p_r
+    }
+  }
+  printf("P");
+  PSRV(0);
+#if NS > 1
+  PSRV(1);
+#endif
+#if NS > 2
+  PSRV(2);
+#endif
+  PCAM(0);
+#if NC > 1
+  PCAM(1);
+#endif
+#if NC > 2
+  PCAM(2);
+#endif
+#if NC > 3
+  PCAM(3);
+#endif
+  printf(" %d%d%d\n", lc, srvf, msgf)
+}
+#endif
 
 inline check() {
+#ifdef PROJECT
+  project();
+#endif
 #ifdef PROP_single
   check_single();
 #endif
@@ -639,7 +788,170 @@ inline check() {
   skip
 }
 
+/* ------------------------------------------------------------- canonical form ---- */
+/* After every step that can change an epoch, a fence or a ledger, the state is put in a
+ * canonical form. None of its four parts changes what can happen next that a property
+ * can tell; they merge states that differ only in what cannot matter any more
+ * (docs/protocol.md, "Reductions"; model/check.sh --cross-check compares the states
+ * reached with and without them).
+ *
+ * Dead messages are removed. A message is dead when its delivery can change nothing,
+ * now or later, beyond taking it out of the channel (removing it at once is the same as
+ * delivering it at once, an interleaving the model has anyway):
+ *   - a command whose fence is below the agent's (_check_fence refuses it, and a
+ *     deposed leader's refusal is not published), or an announcement whose fence the
+ *     agent has seen;
+ *   - a command of the agent's fence whose epoch is below the agent's ledger for the
+ *     camera (refused, with no new fence) and below placement's epoch for the camera:
+ *     its refusal names an epoch placement no longer has, and _refused ignores it;
+ *   - an answer whose epoch is not placement's epoch for the camera: _claims_confirmed,
+ *     _releases_confirmed and _refused ignore it; a confirmed claim by a server that is
+ *     not the camera's target, or a confirmed release by a server placement is not
+ *     waiting for (in none of release_from, release_after, left_on): only a new
+ *     decision (a new epoch) makes a server a target or a releasing host again, and a
+ *     server is left a camera only when it fails holding it: as its target, or its
+ *     host with no move under way (then the camera takes a new epoch: _lose_server
+ *     displaces or reclaims it), or as a releasing host (a host with a move under way
+ *     is one; its answer was then not dead). (_claims_confirmed runs
+ *     _failbacks_completed even so. That can only complete a failback sooner than the answers to the moves that made it
+ *     completable, a recovery of another server (_server_recovered) moving cameras off
+ *     it, would; FAILING_BACK and ONLINE differ in nothing a safety property reads.)
+ *   Epochs only grow, so a dead message stays dead.
+ *   (The mutant's agent claims without an epoch check: there a stale claim is live.)
+ *
+ * Epochs are renumbered, per camera, to 1, 2, 3, ... in their order (0, "none", stays
+ * 0). The protocol only compares epochs of the same camera (the agent's ledger, the
+ * fold's epoch checks, strays) and every new one is above all in use (_new_epoch), so
+ * two states that differ only by an order-preserving renaming of a camera's epochs
+ * have the same futures. */
+#ifdef MUTANT_BBM
+#define STALE_IS_DEAD(a) (a != CLAIM)
+#else
+#define STALE_IS_DEAD(a) 1
+#endif
+#define DEAD_COMMAND(s, c, a, e, f) (f < fseen[s] || (f == fseen[s] && \
+  (c == NOCAM || (e < SEEN(s, c) && e < ep[c] && STALE_IS_DEAD(a)))))
+#define DEAD_ANSWER(s, c, a, e, good) (e != ep[c] || (good && a == CLAIM && target[c] != s) || \
+  (good && a == RELEASE && !has(rf[c], s) && !has(ra[c], s) && !has(lo[c], s)))
+
+/* A command the agent has carried out already, whose answer the fold no longer needs
+ * (or has, with no message fault left to lose it): carried out again it changes
+ * nothing, under no fence, ledger or recording the agent can have later. (Its epoch is
+ * the agent's newest for the camera, and only this one action is ever sent to this
+ * server for this camera under this epoch: check_once() asserts it.) */
+#ifdef MUTANT_BBM
+#define DONE_ALREADY(s, c, a, e, f) 0   /* its agent may record a stale claim over it */
+#else
+#define DONE_ALREADY(s, c, a, e, f) (c != NOCAM && f == fseen[s] && e == SEEN(s, c) && \
+  REC(s, c) == (a == CLAIM -> e : 0))
+#endif
+inline IF_DONE(s, c, a, e, f) {
+  if
+  :: DONE_ALREADY(s, c, a, e, f) ->
+     q_r = DEAD_ANSWER(s, c, a, e, 1);
+     if
+     :: !q_r && msgf == MAXMF ->   /* its answer waits in the channel and cannot be lost */
+        for (q_k : 1 .. wn) {
+          if
+          :: ws[q_k - 1] == s && wc[q_k - 1] == c && wa[q_k - 1] == a && we[q_k - 1] == e && wok[q_k - 1] -> q_r = 1
+          :: else -> skip
+          fi
+        }
+     :: else -> skip
+     fi;
+     if
+     :: q_r -> skip
+     :: else -> q_j++
+     fi
+  :: else -> q_j++
+  fi
+}
+
+hidden byte q_n, q_i, q_j, q_k, q_c, q_r;
+hidden byte qs[NETCAP], qc[NETCAP], qa[NETCAP], qe[NETCAP], qf[NETCAP];     /* commands */
+hidden byte ws[ANSCAP], wc[ANSCAP], wa[ANSCAP], we[ANSCAP], wok[ANSCAP], wsn[ANSCAP];
+hidden byte wn;                                                            /* answers */
+hidden int used;
+hidden byte emap[32];
+
+#define USE(v) assert(v < 32); used = used | (1 << (v))
+#define RENAME(v) v = emap[v]
+
+inline canonical() {
+  /* take every message out, keep the live ones */
+  q_n = len(ans); wn = 0;
+  for (q_i : 1 .. q_n) {
+    ans ? ws[wn], wc[wn], wa[wn], we[wn], wok[wn], wsn[wn];
+    if
+    :: DEAD_ANSWER(ws[wn], wc[wn], wa[wn], we[wn], wok[wn]) -> skip
+    :: else -> wn++
+    fi
+  }
+  q_n = len(net); q_j = 0;
+  for (q_i : 1 .. q_n) {
+    net ? qs[q_j], qc[q_j], qa[q_j], qe[q_j], qf[q_j];
+    if
+    :: DEAD_COMMAND(qs[q_j], qc[q_j], qa[q_j], qe[q_j], qf[q_j]) -> skip
+    :: else -> IF_DONE(qs[q_j], qc[q_j], qa[q_j], qe[q_j], qf[q_j])
+    fi
+  }
+  for (q_c : 0 .. NC - 1) {
+    used = 0;
+    USE(ep[q_c]);
+    for (q_k : 0 .. NS - 1) { USE(REC(q_k, q_c)); USE(SEEN(q_k, q_c)) }
+    for (q_i : 1 .. q_j) { if :: qc[q_i - 1] == q_c -> USE(qe[q_i - 1]) :: else -> skip fi }
+    for (q_i : 1 .. wn) {
+      if :: wc[q_i - 1] == q_c -> USE(we[q_i - 1]); USE(wsn[q_i - 1]) :: else -> skip fi
+    }
+    q_r = 0; emap[0] = 0;
+    for (q_k : 1 .. 31) {
+      if :: (used >> q_k) & 1 -> q_r++ :: else -> skip fi;
+      emap[q_k] = q_r
+    }
+    RENAME(ep[q_c]);
+    for (q_k : 0 .. NS - 1) { RENAME(REC(q_k, q_c)); RENAME(SEEN(q_k, q_c)) }
+    for (q_i : 1 .. q_j) { if :: qc[q_i - 1] == q_c -> RENAME(qe[q_i - 1]) :: else -> skip fi }
+    for (q_i : 1 .. wn) {
+      if :: wc[q_i - 1] == q_c -> RENAME(we[q_i - 1]); RENAME(wsn[q_i - 1]) :: else -> skip fi
+    }
+  }
+  /* An agent's fence matters only against the fences of the commands on their way to
+   * it (every later command carries the current fence, at least as high): raising it
+   * to the lowest of those, or to the current fence when none is on its way, changes
+   * what no command can tell (it refuses what it refused before, nothing else). */
+  for (q_k : 0 .. NS - 1) {
+    q_r = fence;
+    for (q_i : 1 .. q_j) { if :: qs[q_i - 1] == q_k && qf[q_i - 1] < q_r -> q_r = qf[q_i - 1] :: else -> skip fi }
+    fseen[q_k] = q_r
+  }
+  /* back in, sorted */
+  for (q_i : 1 .. q_j) { net !! qs[q_i - 1], qc[q_i - 1], qa[q_i - 1], qe[q_i - 1], qf[q_i - 1] }
+  for (q_i : 1 .. wn) {
+    ans !! ws[q_i - 1], wc[q_i - 1], wa[q_i - 1], we[q_i - 1], wok[q_i - 1], wsn[q_i - 1]
+  }
+}
+
+inline settle() {               /* the end of every step that may change an epoch */
+#ifndef NOCANON
+  canonical();
+#endif
+  check()
+}
+
+/* The end of every step of the fold: its commands go out at once (PlacementService.
+ * _decided calls _send_wanted right after a fold; the sender's wakes retry later). */
+inline decided() {
+  outstanding();
+  settle()
+}
+
 /* ------------------------------------------------------------------ processes ---- */
+/* Each step is one atomic action of one part of the system: which message is taken or
+ * which fault happens is chosen nondeterministically (every choice is explored), and the
+ * rest of the step, deterministic, runs as one d_step (one transition, no intermediate
+ * states). What one step does, the code does in one go: an agent carries out one command
+ * before it takes the next (Agent._on_command), the fold applies one event of the log
+ * at a time (Placement.apply), the sender and the heartbeat repair read one state. */
 
 /* One agent per server (heartbeat/app.py Agent._on_command and _check_fence). It takes
  * any command addressed to it (reordering); a delivery may leave the command in flight
@@ -647,6 +959,24 @@ inline check() {
  * While its network is down nothing reaches it; a command to it may then be dropped for
  * free (no responders). */
 hidden byte cmd_c, cmd_a, cmd_e, cmd_f;
+
+inline answer(s, c, a, e, good, sn) {  /* the CommandResult, once (a set) */
+  ok = (ans ?? [eval(s), eval(c), eval(a), eval(e), eval(good), eval(sn)]);
+  if
+  :: ok -> skip
+  :: else ->
+     assert(nfull(ans));        /* ANSCAP must hold every live answer */
+     ans !! s, c, a, e, good, sn
+  fi
+}
+
+/* The premise of DONE_ALREADY: a command under the epoch the agent has seen last for
+ * the camera finds the recording that epoch's command left (no claim and release of one
+ * camera to one server under one epoch). A failure here is the model's reasoning, not
+ * the protocol. */
+inline check_once(s) {
+  assert(cmd_e > SEEN(s, cmd_c) || REC(s, cmd_c) == (cmd_a == CLAIM -> cmd_e : 0))
+}
 
 inline execute(s) {
   if
@@ -662,40 +992,20 @@ inline execute(s) {
         :: else -> skip
         fi;
         REC(s, cmd_c) = cmd_e;
-        if
-        :: full(ans) -> skip
-        :: nfull(ans) -> ans !! s, cmd_c, cmd_a, cmd_e, 1, 0
-        fi
+        answer(s, cmd_c, cmd_a, cmd_e, 1, 0)
 #endif
      :: else ->
         if
         :: cmd_e >= SEEN(s, cmd_c) ->
+           check_once(s);
            SEEN(s, cmd_c) = cmd_e;
            REC(s, cmd_c) = (cmd_a == CLAIM -> cmd_e : 0);
-           ok = (ans ?? [eval(s), eval(cmd_c), eval(cmd_a), eval(cmd_e), 1, 0]);
-           if
-           :: ok -> skip
-           :: else ->
-              if
-              :: full(ans) -> skip
-              :: nfull(ans) -> ans !! s, cmd_c, cmd_a, cmd_e, 1, 0
-              fi
-           fi
+           answer(s, cmd_c, cmd_a, cmd_e, 1, 0)
         :: else ->
-           skip;
-           ok = (ans ?? [eval(s), eval(cmd_c), eval(cmd_a), eval(cmd_e), 0, eval(SEEN(s, cmd_c))]);
-           if
-           :: ok -> skip
-           :: else ->
-              if
-              :: full(ans) -> skip
-              :: nfull(ans) -> ans !! s, cmd_c, cmd_a, cmd_e, 0, SEEN(s, cmd_c)
-              fi
-           fi
+           answer(s, cmd_c, cmd_a, cmd_e, 0, SEEN(s, cmd_c))
         fi
      fi
-  fi;
-  check()
+  fi
 }
 
 hidden byte h_dup;
@@ -704,8 +1014,8 @@ hidden byte h_dup;
   :: msgf < MAXMF && net_up[me] && net ?? [eval(me), C, A, _, _] -> \
      cmd_c = C; cmd_a = A; h_dup = 1; msgf++
 #define DROP(C, A) \
-  :: atomic { net ?? [eval(me), C, A, _, _] && !net_up[me] -> net ?? eval(me), C, A, _, _ } \
-  :: atomic { net ?? [eval(me), C, A, _, _] && net_up[me] && msgf < MAXMF -> \
+  :: d_step { net ?? [eval(me), C, A, _, _] && !net_up[me] -> net ?? eval(me), C, A, _, _ } \
+  :: d_step { net ?? [eval(me), C, A, _, _] && net_up[me] && msgf < MAXMF -> \
        msgf++; net ?? eval(me), C, A, _, _ }
 
 proctype agent(byte me) {
@@ -729,11 +1039,15 @@ end:
 #endif
        PICK(NOCAM, CLAIM)
        fi;
-       if
-       :: h_dup == 0 -> net ?? eval(me), eval(cmd_c), eval(cmd_a), cmd_e, cmd_f
-       :: h_dup == 1 -> net ?? <eval(me), eval(cmd_c), eval(cmd_a), cmd_e, cmd_f>
-       fi;
-       execute(me) }
+       /* of a server's commands for one camera and action, the oldest epoch first (the
+        * newer one first only makes the agent refuse the older: a dead message) */
+       d_step {
+         if
+         :: h_dup == 0 -> net ?? eval(me), eval(cmd_c), eval(cmd_a), cmd_e, cmd_f
+         :: else -> net ?? <eval(me), eval(cmd_c), eval(cmd_a), cmd_e, cmd_f>
+         fi;
+         execute(me);
+         settle() } }
   DROP(0, CLAIM)
   DROP(0, RELEASE)
 #if NC > 1
@@ -757,59 +1071,75 @@ end:
 proctype sender() {
 end:
   do
-  :: atomic { outstanding(); check() }
+  :: d_step { outstanding(); check() }
   od
 }
 
 /* The agents' answers reach the log (PlacementService._publish_outcome) in any order and
  * the fold takes them in (Placement.apply); an answer may be lost (a message fault: the
- * request timed out, and the command is sent again). */
+ * request timed out, and the command is sent again). Any server's answer about any
+ * camera may come next. */
 hidden byte a_s, a_c, a_a, a_e, a_ok, a_seen;
 
-#define TAKE(C) :: ans ?? [_, C, _, _, _, _] -> ans ?? a_s, C, a_a, a_e, a_ok, a_seen; a_c = C
-#define LOSE(C) :: atomic { msgf < MAXMF && ans ?? [_, C, _, _, _, _] -> msgf++; ans ?? _, C, _, _, _, _ }
+#define TAKE(S, C) :: ans ?? [S, C, _, _, _, _] -> a_s = S; a_c = C
+#define LOSE(S, C) :: d_step { msgf < MAXMF && ans ?? [S, C, _, _, _, _] -> \
+  msgf++; ans ?? S, C, _, _, _, _ }
+#if NS == 1
+#define TAKES(C) TAKE(0, C)
+#define LOSES(C) LOSE(0, C)
+#elif NS == 2
+#define TAKES(C) TAKE(0, C) TAKE(1, C)
+#define LOSES(C) LOSE(0, C) LOSE(1, C)
+#else
+#define TAKES(C) TAKE(0, C) TAKE(1, C) TAKE(2, C)
+#define LOSES(C) LOSE(0, C) LOSE(1, C) LOSE(2, C)
+#endif
 
 proctype folder() {
 end:
   do
   :: atomic {
        if
-       TAKE(0)
+       TAKES(0)
 #if NC > 1
-       TAKE(1)
+       TAKES(1)
 #endif
 #if NC > 2
-       TAKE(2)
+       TAKES(2)
 #endif
 #if NC > 3
-       TAKE(3)
+       TAKES(3)
 #endif
        fi;
-       if
-       :: a_ok && a_a == CLAIM -> claims_confirmed(a_s, a_c, a_e)
-       :: a_ok && a_a == RELEASE -> releases_confirmed(a_s, a_c, a_e)
-       :: else -> refused(a_c, a_e, a_seen)
-       fi;
-       check() }
-  LOSE(0)
+       d_step {
+         ans ?? eval(a_s), eval(a_c), a_a, a_e, a_ok, a_seen;
+         if
+         :: a_ok && a_a == CLAIM -> claims_confirmed(a_s, a_c, a_e)
+         :: a_ok && a_a == RELEASE -> releases_confirmed(a_s, a_c, a_e)
+         :: else -> refused(a_c, a_e, a_seen)
+         fi;
+         decided() } }
+  LOSES(0)
 #if NC > 1
-  LOSE(1)
+  LOSES(1)
 #endif
 #if NC > 2
-  LOSE(2)
+  LOSES(2)
 #endif
 #if NC > 3
-  LOSE(3)
+  LOSES(3)
 #endif
   od
 }
 
 /* Heartbeat reconciliation: a round of heartbeats, of every server whose heartbeats
- * reach placement (one process, so that weak fairness reaches every server). */
+ * reach placement (one process, so that weak fairness reaches every server). One round
+ * at once covers the servers' heartbeats at different times: a repair sent early may
+ * stay in flight as long as any interleaving needs. */
 proctype reconciler() {
 end:
   do
-  :: atomic { for (hn : 0 .. NS - 1) { if :: net_up[hn] -> reconcile(hn) :: else -> skip fi }; check() }
+  :: d_step { for (hn : 0 .. NS - 1) { if :: net_up[hn] -> reconcile(hn) :: else -> skip fi }; check() }
   od
 }
 
@@ -844,33 +1174,34 @@ end:
        DETECT(2)
 #endif
        fi;
-       if
-       :: ev_k == FAIL_NET || ev_k == FAIL_STORAGE ->
-          if
-          :: ev_k == FAIL_STORAGE -> det[ev_s] = STORF; sf[ev_s] = 1
-          :: else -> det[ev_s] = NETF
-          fi;
-          server_failed(ev_s, ev_k)
-       :: else ->
-          if
-          :: ev_k == CONFIRM -> adm[ev_s] = 0; sf[ev_s] = 0
-          :: else -> skip
-          fi;
-          det[ev_s] = UP;
-          server_recovered(ev_s)
-       fi;
-       check() }
+       d_step {
+         if
+         :: ev_k == FAIL_NET || ev_k == FAIL_STORAGE ->
+            if
+            :: ev_k == FAIL_STORAGE -> det[ev_s] = STORF; sf[ev_s] = 1
+            :: else -> det[ev_s] = NETF
+            fi;
+            server_failed(ev_s, ev_k)
+         :: else ->
+            if
+            :: ev_k == CONFIRM -> adm[ev_s] = 0; sf[ev_s] = 0
+            :: else -> skip
+            fi;
+            det[ev_s] = UP;
+            server_recovered(ev_s)
+         fi;
+         decided() } }
   od
 }
 
 /* Faults, repairs and the administrator's request. It may stop at any time (faults
  * stop); a server may then stay down, a storage failure stay unconfirmed. */
 #define ENV(S) \
-  :: atomic { srvf < MAXSF && net_up[S] -> srvf++; net_up[S] = 0; check() } \
-  :: atomic { !net_up[S] -> net_up[S] = 1; check() } \
-  :: atomic { srvf < MAXSF && sok[S] -> srvf++; sok[S] = 0; check() } \
-  :: atomic { !sok[S] -> sok[S] = 1; check() } \
-  :: atomic { !adm[S] && det[S] == STORF && sok[S] && net_up[S] -> adm[S] = 1 }
+  :: d_step { srvf < MAXSF && net_up[S] -> srvf++; net_up[S] = 0; check() } \
+  :: d_step { !net_up[S] -> net_up[S] = 1; check() } \
+  :: d_step { srvf < MAXSF && sok[S] -> srvf++; sok[S] = 0; check() } \
+  :: d_step { !sok[S] -> sok[S] = 1; check() } \
+  :: d_step { !adm[S] && det[S] == STORF && sok[S] && net_up[S] -> adm[S] = 1 }
 
 proctype env() {
   do
@@ -881,8 +1212,9 @@ proctype env() {
 #if NS > 2
   ENV(2)
 #endif
-  :: atomic { lc < MAXLC -> lc++; fence++;      /* a new placement leader: announcements */
-       for (hi : 0 .. NS - 1) { send(hi, NOCAM, CLAIM, 0) } }
+  :: d_step { lc < MAXLC -> lc++; fence++;      /* a new placement leader: announcements */
+       for (hi : 0 .. NS - 1) { send(hi, NOCAM, CLAIM, 0) };
+       skip }   /* (a d_step must not end in a loop: spin 6.5 compiles its exit wrong) */
   :: break
   od
 }
