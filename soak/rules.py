@@ -301,32 +301,34 @@ class Checker:
             closed = gates.get(event.server, [])
             if closed and closed[-1][1] is None:
                 closed[-1] = (closed[-1][0], seq)
-        elif isinstance(event, CameraMovePlanned):
-            decided = _decided_at(seq, event)
-            failed = self.storage_failed_at(event.to, decided)
-            if failed is not None:
-                self._violate(
-                    STORAGE_GATE,
-                    at,
-                    f"{event.camera} planned onto {event.to} under epoch {event.epoch} "
-                    f"{_as_of(seq, decided)}, which failed its storage at event {failed} and "
-                    "had no confirmation since",
-                    events=(failed, seq),
-                    servers=(event.to,),
-                    cameras=(event.camera,),
-                )
-        elif isinstance(event, FailbackStarted):
-            decided = _decided_at(seq, event)
-            failed = self.storage_failed_at(event.server, decided)
-            if failed is not None:
-                self._violate(
-                    STORAGE_GATE,
-                    at,
-                    f"failback of {event.server} started {_as_of(seq, decided)} without a "
-                    f"confirmation of its storage repair (failed at event {failed})",
-                    events=(failed, seq),
-                    servers=(event.server,),
-                )
+        elif isinstance(event, CameraMovePlanned | FailbackStarted):
+            self._judge_at_gate(seq, at, event)
+
+    def _judge_at_gate(
+        self, seq: int, at: float, event: CameraMovePlanned | FailbackStarted
+    ) -> None:
+        """A plan onto a server, or its failback, while its storage stood failed and
+        unconfirmed as of the notice's ``decided_at``."""
+        server = event.to if isinstance(event, CameraMovePlanned) else event.server
+        decided = _decided_at(seq, event)
+        failed = self.storage_failed_at(server, decided)
+        if failed is None:
+            return
+        if isinstance(event, CameraMovePlanned):
+            what = (
+                f"{event.camera} planned onto {server} under epoch {event.epoch} "
+                f"{_as_of(seq, decided)}, which failed its storage at event {failed} and "
+                "had no confirmation since"
+            )
+        else:
+            what = (
+                f"failback of {server} started {_as_of(seq, decided)} without a "
+                f"confirmation of its storage repair (failed at event {failed})"
+            )
+        cameras = (event.camera,) if isinstance(event, CameraMovePlanned) else ()
+        self._violate(
+            STORAGE_GATE, at, what, events=(failed, seq), servers=(server,), cameras=cameras
+        )
 
     def storage_failed_at(self, server: str, position: int) -> int | None:
         """The sequence of the storage failure of ``server`` that stood, unconfirmed, once
