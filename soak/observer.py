@@ -125,16 +125,19 @@ class Observer:
 
     async def _scan(self) -> None:
         async with self.scanning:
-            found = await asyncio.to_thread(self.scanner.scan_new)
-            self.checker.on_segments(time.monotonic(), found)
+            await self._scan_new()
+
+    async def _scan_new(self) -> None:
+        """Segments not seen before (the caller holds the scan lock)."""
+        found = await asyncio.to_thread(self.scanner.scan_new)
+        self.checker.on_segments(time.monotonic(), found)
 
     async def _judge_segments(self) -> None:
         """The last scan, then where every segment seen is now. Under the scan lock, so
         every segment judged was seen before the listing that judges it began."""
         homes = self._homes()
         async with self.scanning:
-            found = await asyncio.to_thread(self.scanner.scan_new)
-            self.checker.on_segments(time.monotonic(), found)
+            await self._scan_new()
             holders = await asyncio.to_thread(self.scanner.holders)
             self.checker.judge_segments(time.monotonic(), holders, homes)
 

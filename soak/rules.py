@@ -314,7 +314,9 @@ class Checker:
         failed = self.storage_failed_at(server, decided)
         if failed is None:
             return
+        cameras: tuple[str, ...] = ()
         if isinstance(event, CameraMovePlanned):
+            cameras = (event.camera,)
             what = (
                 f"{event.camera} planned onto {server} under epoch {event.epoch} "
                 f"{_as_of(seq, decided)}, which failed its storage at event {failed} and "
@@ -325,7 +327,6 @@ class Checker:
                 f"failback of {server} started {_as_of(seq, decided)} without a "
                 f"confirmation of its storage repair (failed at event {failed})"
             )
-        cameras = (event.camera,) if isinstance(event, CameraMovePlanned) else ()
         self._violate(
             STORAGE_GATE, at, what, events=(failed, seq), servers=(server,), cameras=cameras
         )
